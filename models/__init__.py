@@ -1,0 +1,1 @@
+"""Fitted things and how they explain themselves: baselines, LightGBM, calibration, reasons."""

@@ -1,0 +1,1 @@
+"""Everything that runs for users: settings, the `baoxue` command line, the service."""

@@ -1,0 +1,154 @@
+"""The one settings object. Defaults run one county on one machine with nothing to install.
+
+Values come, strongest first, from: constructor arguments, environment variables
+(`BAOXUE_` prefix, nested groups with `__`, e.g. `BAOXUE_PATHS__HOME=/srv/baoxue`),
+a `.env` file, then `baoxue.toml` in the working directory (or the file named by
+`BAOXUE_CONFIG`), then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class PathSettings(BaseModel):
+    """Where Baoxue keeps its files. Everything lives below `home` unless set otherwise."""
+
+    home: Path = Path("var")
+    data_dir: Path | None = None  # the export the weekly run reads; default home/data
+    lists_dir: Path | None = None  # written weekly lists; default home/lists
+
+    @property
+    def data(self) -> Path:
+        return self.data_dir or self.home / "data"
+
+    @property
+    def lists(self) -> Path:
+        return self.lists_dir or self.home / "lists"
+
+    @property
+    def model_cache(self) -> Path:
+        return self.home / "model-cache"
+
+
+class DatabaseSettings(BaseModel):
+    """The service database. Default: SQLite in the home folder."""
+
+    url: str | None = None  # e.g. postgresql+psycopg://user:pw@host/baoxue
+
+
+class MlflowSettings(BaseModel):
+    """Tracking store and model registry. Default: a local SQLite store in the home folder."""
+
+    tracking_uri: str | None = None  # e.g. http://mlflow.internal:5000
+    registry_uri: str | None = None
+    experiment: str = "baoxue-risk"
+    model_name: str = "baoxue-risk"
+
+
+class TrainingSettings(BaseModel):
+    """Defaults for `baoxue train`; each can be overridden on the command line."""
+
+    horizon_days: int = Field(90, ge=7, le=730)
+    as_of_every_days: int = Field(7, ge=1, le=92)
+    capacity_share: float = Field(0.05, gt=0, le=1)
+    seed: int = 20261123
+
+
+class ServingSettings(BaseModel):
+    """The web service and the weekly batch."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    weekly_run_weekday: int | None = Field(None, ge=0, le=6)  # 0 = Monday; None = off
+    weekly_run_hour: int = Field(6, ge=0, le=23)
+    token_minutes: int = Field(480, ge=1)
+    secret_key: str | None = None  # generated and kept in the home folder when unset
+
+    @field_validator("secret_key")
+    @classmethod
+    def _long_enough(cls, value: str | None) -> str | None:
+        if value is not None and len(value) < 32:
+            raise ValueError("secret_key must be at least 32 characters")
+        return value
+
+
+class Settings(BaseSettings):
+    """All of Baoxue's settings. Build one per process through `get_settings()`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BAOXUE_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    paths: PathSettings = PathSettings()
+    db: DatabaseSettings = DatabaseSettings()
+    mlflow: MlflowSettings = MlflowSettings()
+    training: TrainingSettings = TrainingSettings()
+    serving: ServingSettings = ServingSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = Path(os.environ.get("BAOXUE_CONFIG", "baoxue.toml"))
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=toml_file),
+            file_secret_settings,
+        )
+
+    @property
+    def database_url(self) -> str:
+        if self.db.url:
+            return self.db.url
+        return f"sqlite:///{(self.paths.home / 'baoxue.db').resolve()}"
+
+    @property
+    def tracking_uri(self) -> str:
+        if self.mlflow.tracking_uri:
+            return self.mlflow.tracking_uri
+        return f"sqlite:///{(self.paths.home / 'mlflow.db').resolve()}"
+
+    @property
+    def registry_uri(self) -> str:
+        return self.mlflow.registry_uri or self.tracking_uri
+
+    @property
+    def artifact_location(self) -> str:
+        """Where a local store keeps run artifacts (ignored by a remote tracking server)."""
+        return (self.paths.home / "mlartifacts").resolve().as_uri()
+
+    def public_dict(self) -> dict[str, Any]:
+        """The settings without secrets, for logs and `baoxue settings`."""
+        data = self.model_dump(mode="json")
+        data["serving"]["secret_key"] = "***" if self.serving.secret_key else None
+        if self.db.url and "@" in self.db.url:
+            data["db"]["url"] = "***"
+        return data
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""The researchers' loop: labels, temporal splits, fit, evaluate, fairness, MLflow."""
