@@ -222,9 +222,12 @@ def _read_csv(path: Path, data: bytes) -> _Read:
             " Save as CSV UTF-8 to silence this warning."
         )
     try:
-        frame = pd.read_csv(
+        # header=None: the header is read as a row, so a data row with more cells than
+        # the header is a parser error naming its line (not a silent index column).
+        cells = pd.read_csv(
             io.BytesIO(data),
             encoding=encoding,
+            header=None,
             dtype=str,
             keep_default_na=False,
             skip_blank_lines=False,
@@ -233,7 +236,15 @@ def _read_csv(path: Path, data: bytes) -> _Read:
         return _problem("empty_file", path, "a header row naming the columns; the file has none")
     except (pd.errors.ParserError, ValueError) as err:
         return _problem("bad_csv", path, _csv_problem(err), row=_csv_line(err))
-    frame.columns = [str(c).strip() for c in frame.columns]
+    header = [str(c).strip() for c in cells.iloc[0].fillna("")]
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        return _problem(
+            "bad_csv", path, f"each column name once in the header; repeated: {', '.join(repeated)}"
+        )
+    frame = cells.iloc[1:].fillna("")
+    frame.columns = header
+    frame.index = frame.index - 1
     blank = (frame == "").all(axis=1)
     return _Read(frame[~blank], [], warnings)
 

@@ -671,6 +671,8 @@ def check_cross_tables(
             warnings += _grade_level_warnings(enrolments, schools, files["enrolments"])
         attendance = present("attendance")
         if attendance is not None:
+            if students is not None:  # unknown students are reported as foreign keys
+                attendance = attendance[attendance["student_id"].isin(students["student_id"])]
             findings += _attendance_days(
                 attendance, enrolments, present("calendar"), files["attendance"]
             )
