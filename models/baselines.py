@@ -6,6 +6,10 @@ reliability plots mean something. Equal rule scores get equal probabilities (not
 breaks their ties); distinct rule scores keep their order, because a tiny strictly
 increasing term (`TILT`) is added to the isotonic step function, which would otherwise
 merge neighbouring scores into one step.
+
+X may be a DataFrame (columns picked by name; other columns, ids or features with missing
+values, may ride along) or a plain array (columns picked by position). Missing or infinite
+values in the rule's own columns are refused with a ValueError.
 """
 
 from __future__ import annotations
@@ -94,10 +98,12 @@ class _RuleRank(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
                 self.feature_indices_ = self._resolve(X)
             chosen = X.iloc[:, list(self.feature_indices_)]
             return np.asarray(check_array(chosen, dtype=np.float64), dtype=np.float64)
-        array = validate_data(self, X, dtype=np.float64, reset=reset)
+        # missing values only matter in the rule's own columns, as for DataFrames
+        array = validate_data(self, X, dtype=np.float64, reset=reset, ensure_all_finite=False)
         if reset:
             self.feature_indices_ = self._resolve(array)
-        return np.asarray(array[:, list(self.feature_indices_)], dtype=np.float64)
+        chosen = array[:, list(self.feature_indices_)]
+        return np.asarray(check_array(chosen, dtype=np.float64), dtype=np.float64)
 
     def fit(self, X: Any, y: ArrayLike) -> _RuleRank:
         """Learn the map from rule score to probability of the positive class.

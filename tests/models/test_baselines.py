@@ -94,6 +94,18 @@ def test_single_feature_rank_and_array_positions() -> None:
     assert not hasattr(positional, "feature_names_in_")
 
 
+def test_missing_values_matter_only_in_the_rule_columns() -> None:
+    X = snapshot()[["unexcused_run", "unexcused_30d", "hardship_count"]].astype(float)
+    X.loc[0, "hardship_count"] = np.nan  # e.g. a missed exam elsewhere in the snapshot
+    y = [1, 0, 1, 0, 0]
+    ladder = EscalationLadderBaseline().fit(X, y)
+    assert np.isfinite(ladder.predict_proba(X)).all()
+    on_array = EscalationLadderBaseline(run_feature=0, recent_feature=1).fit(X.to_numpy(), y)
+    np.testing.assert_array_equal(on_array.predict_proba(X.to_numpy()), ladder.predict_proba(X))
+    with pytest.raises(ValueError, match="NaN"):
+        SingleFeatureRank().fit(X, y)
+
+
 def test_refusals_say_what_is_wrong() -> None:
     X = snapshot()
     with pytest.raises(ValueError, match="no column 'absent_streak'"):
