@@ -150,3 +150,19 @@ class RawTables:
 
     def replace(self, **frames: pd.DataFrame) -> RawTables:
         return RawTables(**{**self.as_dict(), **frames})
+
+
+def fingerprint(tables: RawTables) -> str:
+    """A short content hash of an export: the same tables give the same fingerprint,
+    whatever the file format or row order on disk."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, frame in tables.as_dict().items():
+        digest.update(name.encode())
+        if frame.empty:
+            continue
+        ordered = frame.sort_values(list(frame.columns)).reset_index(drop=True)
+        hashed = pd.util.hash_pandas_object(ordered.astype(str), index=False)
+        digest.update(hashed.to_numpy().tobytes())
+    return digest.hexdigest()[:16]

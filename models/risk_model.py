@@ -1,0 +1,166 @@
+"""RiskModel: the whole scoring step as one MLflow pyfunc.
+
+What the registry holds is not a bare booster but: the feature contract, the LightGBM
+booster (as text), the calibrator (as JSON) and the explainer settings. `predict` takes a
+snapshot frame (`features.snapshot.build_snapshot`), checks it against the contract, and
+returns one row per student with the calibrated `risk_score`, its `rank`, the raw margin
+and the top reasons (reason group, reason_code, feature, value, contribution).
+
+Logged "from code": MLflow executes this file at load time, and its last line hands
+MLflow the model object; `load_context` rebuilds everything from the artifacts, so nothing
+is unpickled. Reasons come from the uncalibrated booster's log-odds SHAP values;
+calibration is monotone, so the order of students agrees.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from mlflow.models import set_model
+from mlflow.pyfunc import PythonModel
+
+from models.calibration import Calibrator
+from models.contract import FeatureContract
+from models.explain import contributions, top_reasons
+
+ARTIFACT_BOOSTER = "booster"
+ARTIFACT_CALIBRATION = "calibration"
+ARTIFACT_CONTRACT = "contract"
+N_REASONS = 3
+PASS_THROUGH = ("student_id", "as_of", "school_id", "class_id")
+
+
+class RiskModel(PythonModel):  # type: ignore[misc]
+    """Snapshot in, calibrated risk and reasons out.
+
+    Build it from fitted parts (`RiskModel.from_parts`) in process, or let MLflow build it
+    from artifacts (`load_context`).
+    """
+
+    def __init__(self) -> None:
+        self.booster: lgb.Booster | None = None
+        self.calibrator: Calibrator | None = None
+        self.contract: FeatureContract | None = None
+        self._tree_explainer: Any = None
+
+    @classmethod
+    def from_parts(
+        cls, booster: lgb.Booster, calibrator: Calibrator, contract: FeatureContract
+    ) -> RiskModel:
+        model = cls()
+        model.booster, model.calibrator, model.contract = booster, calibrator, contract
+        return model
+
+    @classmethod
+    def from_dir(cls, folder: Path) -> RiskModel:
+        """Load from a folder holding the three artifacts (the service's cache)."""
+        return cls.from_parts(
+            lgb.Booster(model_file=str(folder / "booster.txt")),
+            Calibrator.from_json((folder / "calibration.json").read_text(encoding="utf-8")),
+            FeatureContract.from_json((folder / "contract.json").read_text(encoding="utf-8")),
+        )
+
+    def save_parts(self, folder: Path) -> dict[str, str]:
+        """Write the three artifacts into `folder`; return the MLflow artifacts mapping."""
+        assert self.booster and self.calibrator and self.contract
+        folder.mkdir(parents=True, exist_ok=True)
+        self.booster.save_model(str(folder / "booster.txt"))
+        (folder / "calibration.json").write_text(self.calibrator.to_json(), encoding="utf-8")
+        (folder / "contract.json").write_text(self.contract.to_json(), encoding="utf-8")
+        return {
+            ARTIFACT_BOOSTER: str(folder / "booster.txt"),
+            ARTIFACT_CALIBRATION: str(folder / "calibration.json"),
+            ARTIFACT_CONTRACT: str(folder / "contract.json"),
+        }
+
+    # -- MLflow hooks ----------------------------------------------------------------
+
+    def load_context(self, context: Any) -> None:
+        artifacts = context.artifacts
+        self.booster = lgb.Booster(model_file=artifacts[ARTIFACT_BOOSTER])
+        self.calibrator = Calibrator.from_json(
+            Path(artifacts[ARTIFACT_CALIBRATION]).read_text(encoding="utf-8")
+        )
+        self.contract = FeatureContract.from_json(
+            Path(artifacts[ARTIFACT_CONTRACT]).read_text(encoding="utf-8")
+        )
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        explain = True if params is None else bool(params.get("explain", True))
+        return self.score(model_input, explain=explain)
+
+    # -- the scoring step ------------------------------------------------------------
+
+    @property
+    def tree_explainer(self) -> Any:
+        """shap's TreeExplainer on the booster, built on first use (global plots)."""
+        if self._tree_explainer is None:
+            import shap
+
+            self._tree_explainer = shap.TreeExplainer(self.booster)
+        return self._tree_explainer
+
+    def margin(self, snapshot: pd.DataFrame) -> np.ndarray:
+        assert self.booster and self.contract
+        X = self.contract.matrix(snapshot)
+        return np.asarray(self.booster.predict(X, raw_score=True), dtype=np.float64)
+
+    def risk_scores(self, snapshot: pd.DataFrame) -> np.ndarray:
+        """Calibrated probability of dropout within the horizon, one per row."""
+        assert self.calibrator
+        raw = 1.0 / (1.0 + np.exp(-self.margin(snapshot)))
+        return np.clip(self.calibrator.apply(raw), 0.0, 1.0)
+
+    def explain(self, snapshot: pd.DataFrame) -> tuple[np.ndarray, list[list[Any]]]:
+        """Exact SHAP contributions (n, features + 1) and the top reasons per row."""
+        assert self.booster and self.contract
+        X = self.contract.matrix(snapshot)
+        contrib = contributions(self.booster, X)
+        reasons = top_reasons(
+            X,
+            contrib,
+            groups=self.contract.groups,
+            reason_codes=self.contract.reason_codes,
+            n=N_REASONS,
+        )
+        return contrib, reasons
+
+    def score(self, snapshot: pd.DataFrame, *, explain: bool = True) -> pd.DataFrame:
+        """One row per snapshot row: ids, risk_score, margin, rank, top reasons."""
+        assert self.booster and self.calibrator and self.contract
+        X = self.contract.matrix(snapshot)
+        margin = np.asarray(self.booster.predict(X, raw_score=True), dtype=np.float64)
+        risk = np.clip(self.calibrator.apply(1.0 / (1.0 + np.exp(-margin))), 0.0, 1.0)
+        out = snapshot.loc[:, [c for c in PASS_THROUGH if c in snapshot.columns]].copy()
+        out["risk_score"] = risk
+        out["margin"] = margin
+        order = np.lexsort((out["student_id"].astype(str).to_numpy(), -margin))
+        rank = np.empty(len(out), dtype=np.int64)
+        rank[order] = np.arange(1, len(out) + 1)
+        out["rank"] = rank
+        if explain:
+            _, reasons = self.explain(snapshot)
+            for k in range(N_REASONS):
+                out[f"reason_{k + 1}_group"] = [r[k].group if len(r) > k else None for r in reasons]
+                out[f"reason_{k + 1}_code"] = [
+                    r[k].reason_code if len(r) > k else None for r in reasons
+                ]
+                out[f"reason_{k + 1}_feature"] = [
+                    r[k].feature if len(r) > k else None for r in reasons
+                ]
+                out[f"reason_{k + 1}_value"] = [
+                    r[k].value if len(r) > k else np.nan for r in reasons
+                ]
+                out[f"reason_{k + 1}_contribution"] = [
+                    r[k].contribution if len(r) > k else np.nan for r in reasons
+                ]
+        return out.reset_index(drop=True)
+
+
+set_model(RiskModel())

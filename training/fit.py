@@ -1,0 +1,108 @@
+"""Fit LightGBM, its calibrator and the baselines on one split."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models.baselines import EscalationLadderBaseline, SingleFeatureRank, make_logistic_baseline
+from models.calibration import fit_calibrator
+from models.contract import FeatureContract
+from models.gbm import fit_classifier, make_classifier
+from models.risk_model import RiskModel
+from training.matrices import SplitFrames
+
+logger = logging.getLogger(__name__)
+
+MODEL = "lightgbm"
+BASELINES = ("escalation_ladder", "hardship_count", "logistic")
+
+
+@dataclass
+class FittedModels:
+    """The packaged risk model and the fitted baselines of one split."""
+
+    risk_model: RiskModel
+    baselines: dict[str, Any]
+    best_iteration: int
+    fit_seconds: float
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def _xy(frame: pd.DataFrame, features: Sequence[str]) -> tuple[pd.DataFrame, np.ndarray]:
+    return frame.loc[:, list(features)].astype(np.float64), frame["label"].to_numpy()
+
+
+def fit_models(
+    frames: SplitFrames,
+    *,
+    contract: FeatureContract,
+    seed: int = 0,
+    n_jobs: int = 2,
+    early_stopping_rounds: int = 100,
+    gbm_overrides: dict[str, Any] | None = None,
+) -> FittedModels:
+    """Fit LightGBM on train (early stopping on the calibration period, which lies after
+    train's last label window), calibrate it on the calibration period, fit baselines on
+    train."""
+    features = list(contract.feature_names)
+    X_train, y_train = _xy(frames.train, features)
+    X_cal, y_cal = _xy(frames.calibration, features)
+    if y_train.sum() == 0:
+        raise ValueError(
+            "the training period holds no dropout at all; train on a longer period "
+            "(an earlier --train-until needs more history before it)"
+        )
+    started = time.perf_counter()
+    clf = make_classifier(
+        features,
+        y=y_train,
+        monotone=contract.monotone,
+        seed=seed,
+        n_jobs=n_jobs,
+        overrides=gbm_overrides,
+    )
+    clf = fit_classifier(
+        clf,
+        X_train,
+        y_train,
+        X_valid=X_cal,
+        y_valid=y_cal,
+        early_stopping_rounds=early_stopping_rounds,
+    )
+    calibrator = fit_calibrator(clf, X_cal, y_cal, order=frames.calibration["as_of"].to_numpy())
+    fit_seconds = time.perf_counter() - started
+    best = int(getattr(clf, "best_iteration_", 0) or clf.booster_.num_trees())
+    booster = clf.booster_
+    return FittedModels(
+        risk_model=RiskModel.from_parts(booster, calibrator, contract),
+        baselines=fit_baselines(X_train, y_train, seed=seed),
+        best_iteration=best,
+        fit_seconds=fit_seconds,
+        params={k: v for k, v in clf.get_params().items() if v is not None},
+    )
+
+
+def fit_baselines(X: pd.DataFrame, y: np.ndarray, *, seed: int = 0) -> dict[str, Any]:
+    """The rules a county could use today, and a logistic regression, fitted on (X, y)."""
+    return {
+        "escalation_ladder": EscalationLadderBaseline().fit(X, y),
+        "hardship_count": SingleFeatureRank(feature="hardship_count").fit(X, y),
+        "logistic": make_logistic_baseline(random_state=seed).fit(X, y),
+    }
+
+
+def score_frame(fitted: FittedModels, frame: pd.DataFrame) -> pd.DataFrame:
+    """Ids, label and one probability column per model and baseline."""
+    out = frame.loc[:, ["student_id", "as_of", "school_id", "class_id", "label"]].copy()
+    out[MODEL] = fitted.risk_model.risk_scores(frame)
+    X = frame.loc[:, list(fitted.risk_model.contract.feature_names)].astype(np.float64)  # type: ignore[union-attr]
+    for name, estimator in fitted.baselines.items():
+        out[name] = estimator.predict_proba(X)[:, 1]
+    return out

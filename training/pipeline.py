@@ -1,0 +1,445 @@
+"""run_experiment: the one place that wires features, labels, splits, fit, evaluation,
+fairness and MLflow together. `evaluate_registered` scores a registered model on a window.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from features.catalog import CATALOG_VERSION, catalog_for
+from features.tables import RawTables, fingerprint
+from models.contract import ContractMismatch, FeatureContract
+from training import track
+from training.config import TrainingConfig
+from training.evaluate import (
+    EvaluationResult,
+    evaluate_scores,
+    flag_top_k,
+    plot_pr_curves,
+    plot_reliability,
+)
+from training.fairness import disparities, fairness_audit, plot_fairness
+from training.fit import BASELINES, MODEL, FittedModels, fit_baselines, fit_models, score_frame
+from training.matrices import (
+    FAIRNESS_GROUPS,
+    labelled_snapshots,
+    observed_until,
+    school_days,
+    split_frames,
+    with_groups,
+)
+from training.splits import Split, temporal_split, weekly_as_ofs
+
+logger = logging.getLogger(__name__)
+
+StepCallback = Callable[[str], None]
+
+
+def _noop(_: str) -> None:
+    return None
+
+
+# --------------------------------------------------------------------------- pure parts
+
+
+def build_contract(snapshot: pd.DataFrame, *, horizon_days: int) -> FeatureContract:
+    """The model's feature contract from the catalog entries of the snapshot's columns."""
+    specs = catalog_for(snapshot)
+    return FeatureContract(
+        feature_names=tuple(s.name for s in specs),
+        groups={s.name: s.group for s in specs},
+        reason_codes={s.name: s.reason_code for s in specs},
+        monotone={s.name: int(s.monotone) for s in specs if getattr(s, "monotone", 0)},
+        catalog_version=CATALOG_VERSION,
+        horizon_days=horizon_days,
+    )
+
+
+def observable_as_ofs(
+    tables: RawTables, config: TrainingConfig, *, start: date | None = None, end: date | None = None
+) -> list[date]:
+    """Weekly as_of dates in school weeks whose label window closes inside the export."""
+    last = observed_until(tables)
+    days = weekly_as_ofs(
+        school_days(tables),
+        every_days=config.as_of_every_days,
+        weekday=config.as_of_weekday,
+        start=start,
+        end=end,
+    )
+    if config.horizon_to_enrolment_end:
+        return [d for d in days if d <= last]
+    return [d for d in days if d + config.horizon <= last + timedelta(days=1)]
+
+
+def default_test_from(as_ofs: Sequence[date], tables: RawTables) -> date:
+    """The first as_of of the last school year that has observable as_ofs; when that leaves
+    too little to train on, the as_of at 70 % of the observable period."""
+    years = sorted(int(y) for y in tables.enrolments["school_year"].unique())
+    for year in reversed(years):
+        start = date(year, 8, 1)
+        later = [d for d in as_ofs if d >= start]
+        earlier = [d for d in as_ofs if d < start]
+        if later and len(earlier) >= 30:
+            return later[0]
+    return as_ofs[int(len(as_ofs) * 0.7)]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    frame: pd.DataFrame  # labelled snapshots for every as_of used
+    split: Split
+    contract: FeatureContract
+
+
+def prepare(tables: RawTables, config: TrainingConfig, on_step: StepCallback = _noop) -> Prepared:
+    """Weekly as_ofs, the temporal split, labelled snapshots and the feature contract."""
+    as_ofs = observable_as_ofs(tables, config)
+    if len(as_ofs) < 12:
+        raise ValueError(
+            f"the export covers only {len(as_ofs)} weeks with observable "
+            f"{config.horizon_days}-day outcomes; training needs at least 12"
+        )
+    test_from = config.train_until or default_test_from(as_ofs, tables)
+    split = temporal_split(
+        as_ofs,
+        horizon=config.horizon,
+        test_from=test_from,
+        test_to=config.test_to,
+        calibration_weeks=config.calibration_weeks,
+    )
+    used = sorted({*split.train_as_ofs, *split.calibration_as_ofs, *split.test_as_ofs})
+    on_step(f"building snapshots for {len(used)} weekly as_of dates")
+    frame = labelled_snapshots(
+        tables,
+        as_ofs=used,
+        horizon=config.horizon,
+        horizon_to_enrolment_end=config.horizon_to_enrolment_end,
+    )
+    contract = build_contract(frame, horizon_days=config.horizon_days)
+    return Prepared(frame=frame, split=split, contract=contract)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A fitted split and its evaluation on the test window."""
+
+    fitted: FittedModels
+    test_scores: pd.DataFrame  # ids, label, one column per model, flagged, group columns
+    evaluation: EvaluationResult
+    fairness: pd.DataFrame
+    disparities: list[str]
+    n_rows: dict[str, int]
+
+
+def fit_and_evaluate(
+    tables: RawTables,
+    prepared: Prepared,
+    config: TrainingConfig,
+    on_step: StepCallback = _noop,
+) -> Outcome:
+    """Fit on train + calibration, evaluate model and baselines on test (no I/O)."""
+    frames = split_frames(prepared.frame, prepared.split)
+    on_step(
+        f"fitting LightGBM and baselines on {len(frames.train):,} rows "
+        f"({int(frames.train['label'].sum())} dropouts)"
+    )
+    fitted = fit_models(
+        frames,
+        contract=prepared.contract,
+        seed=config.seed,
+        n_jobs=config.n_jobs,
+        early_stopping_rounds=config.early_stopping_rounds,
+        gbm_overrides=config.gbm,
+    )
+    on_step(f"evaluating on {len(frames.test):,} test rows")
+    scores = score_frame(fitted, frames.test)
+    evaluation = evaluate_scores(
+        scores,
+        score_columns=[MODEL, *BASELINES],
+        capacity_share=config.capacity_share,
+        probability_columns=[MODEL, *BASELINES],
+    )
+    scores["flagged"] = flag_top_k(scores, score=MODEL, share=config.capacity_share)
+    scores = with_groups(scores, tables.students)
+    groups = [g for g in FAIRNESS_GROUPS if g in scores.columns and scores[g].notna().any()]
+    audit = fairness_audit(scores, flagged="flagged", label="label", groups=groups)
+    return Outcome(
+        fitted=fitted,
+        test_scores=scores,
+        evaluation=evaluation,
+        fairness=audit,
+        disparities=disparities(audit),
+        n_rows={
+            "train": len(frames.train),
+            "calibration": len(frames.calibration),
+            "test": len(frames.test),
+            "train_positive": int(frames.train["label"].sum()),
+            "test_positive": int(frames.test["label"].sum()),
+        },
+    )
+
+
+def precision_at_k_of(model: Any, test_frame: pd.DataFrame, share: float) -> float:
+    """Precision@k of any RiskModel on labelled test rows (for champion comparisons)."""
+    scored = test_frame.loc[:, ["student_id", "as_of", "school_id", "class_id", "label"]].copy()
+    scored["candidate"] = model.risk_scores(test_frame)
+    result = evaluate_scores(scored, score_columns=["candidate"], capacity_share=share)
+    return float(result["candidate"].summary["precision_at_k"])
+
+
+# --------------------------------------------------------------------------- with MLflow
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_id: str
+    version: str
+    alias: str
+    alias_reason: str
+    evaluation: EvaluationResult
+    fairness: pd.DataFrame
+    disparities: list[str]
+    split: Split
+    n_rows: dict[str, int]
+    train_seconds: float
+    fingerprint: str
+
+
+def _metric_name(model: str, key: str) -> str:
+    return f"{key}.{model}"
+
+
+def _log_metrics(evaluation: EvaluationResult) -> None:
+    metrics: dict[str, float] = {}
+    for model, result in evaluation.models.items():
+        for key, value in result.summary.items():
+            if isinstance(value, int | float | np.integer | np.floating) and np.isfinite(value):
+                metrics[_metric_name(model, key)] = float(value)
+    mlflow.log_metrics(metrics)
+
+
+def _shap_summary_figure(model: Any, test_frame: pd.DataFrame, seed: int) -> Any:
+    """A global SHAP summary (beeswarm) drawn with the shap package on a test sample."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import shap
+
+    X = model.contract.matrix(test_frame)
+    sample = X.sample(n=min(2000, len(X)), random_state=seed) if len(X) else X
+    values = model.tree_explainer.shap_values(sample)
+    plt.figure()
+    shap.summary_plot(values, sample, show=False, max_display=20)
+    figure = plt.gcf()
+    figure.set_size_inches(9, 8)
+    figure.tight_layout()
+    return figure
+
+
+def _choose_alias(
+    client: Any,
+    store: track.Store,
+    outcome: Outcome,
+    test_frame: pd.DataFrame,
+    share: float,
+) -> tuple[str, str, float | None]:
+    """champion if the new model beats the current champion on this test window by
+    precision@k (or there is none / it cannot score this data); challenger otherwise."""
+    new_p = float(outcome.evaluation[MODEL].summary["precision_at_k"])
+    current = track.alias_version(client, store.model_name, track.CHAMPION)
+    if current is None:
+        return track.CHAMPION, "no champion yet", None
+    try:
+        champion, version = track.load_risk_model(store.model_name, track.CHAMPION)
+        old_p = precision_at_k_of(champion, test_frame, share)
+    except ContractMismatch as exc:
+        return (
+            track.CHAMPION,
+            f"the champion (version {current.version}) cannot score this data: {exc}",
+            None,
+        )
+    if new_p > old_p:
+        return (
+            track.CHAMPION,
+            f"precision@k {new_p:.3f} beats champion version {version} ({old_p:.3f}) "
+            "on the same test window",
+            old_p,
+        )
+    return (
+        track.CHALLENGER,
+        f"precision@k {new_p:.3f} does not beat champion version {version} ({old_p:.3f}) "
+        "on the same test window; champion kept",
+        old_p,
+    )
+
+
+def run_experiment(
+    tables: RawTables,
+    config: TrainingConfig,
+    *,
+    store: track.Store,
+    on_step: StepCallback = _noop,
+) -> TrainResult:
+    """Train, evaluate, audit, log to MLflow, register, and move the alias if earned."""
+    started = time.perf_counter()
+    prepared = prepare(tables, config, on_step)
+    outcome = fit_and_evaluate(tables, prepared, config, on_step)
+    test_frame = split_frames(prepared.frame, prepared.split).test
+    client = track.connect(store)
+    digest = fingerprint(tables)
+    on_step("logging the run and the model to MLflow")
+    with mlflow.start_run() as run:
+        split = prepared.split
+        mlflow.log_params(
+            {
+                **{k: v for k, v in config.model_dump(mode="json").items() if k != "gbm"},
+                **{f"gbm.{k}": v for k, v in outcome.fitted.params.items()},
+                "best_iteration": outcome.fitted.best_iteration,
+                "data_fingerprint": digest,
+                "catalog_version": CATALOG_VERSION,
+                "n_features": len(prepared.contract.feature_names),
+                "train_from": split.train_as_ofs[0].isoformat(),
+                "train_to": split.train_as_ofs[-1].isoformat(),
+                "calibration_from": split.calibration_as_ofs[0].isoformat(),
+                "test_from": split.test_as_ofs[0].isoformat(),
+                "test_to": split.test_as_ofs[-1].isoformat(),
+                "calibration_method": outcome.fitted.risk_model.calibrator.method,  # type: ignore[union-attr]
+                **{f"rows.{k}": v for k, v in outcome.n_rows.items()},
+            }
+        )
+        mlflow.set_tags({"data_fingerprint": digest, "baoxue.kind": "train"})
+        _log_metrics(outcome.evaluation)
+        track.log_json(outcome.evaluation.to_dict(), "evaluation.json")
+        track.log_frame(outcome.fairness, "fairness.csv")
+        track.log_json(outcome.disparities, "fairness_disparities.json")
+        track.log_json([s.__dict__ for s in catalog_for(prepared.frame)], "feature_catalog.json")
+        scores = outcome.test_scores
+        figures = {
+            "pr_curves": plot_pr_curves(
+                scores, score_columns=[MODEL, *BASELINES], capacity_share=config.capacity_share
+            ),
+            "reliability": plot_reliability(
+                scores["label"], {name: scores[name] for name in (MODEL, "logistic")}
+            ),
+            "fairness": plot_fairness(outcome.fairness),
+            "shap_summary": _shap_summary_figure(
+                outcome.fitted.risk_model, test_frame, config.seed
+            ),
+        }
+        track.log_figures(figures)
+        example = test_frame.loc[
+            :, ["student_id", "as_of", "school_id", "class_id", *prepared.contract.feature_names]
+        ].head(5)
+        _, version = track.log_risk_model(
+            outcome.fitted.risk_model, input_example=example, model_name=store.model_name
+        )
+        alias, reason, old_p = _choose_alias(
+            client, store, outcome, test_frame, config.capacity_share
+        )
+        track.set_alias(client, store.model_name, alias, version)
+        mlflow.set_tags({"baoxue.alias": alias, "baoxue.alias_reason": reason})
+        if old_p is not None:
+            mlflow.log_metric("precision_at_k.champion_before", old_p)
+        seconds = time.perf_counter() - started
+        mlflow.log_metric("train_seconds", seconds)
+    return TrainResult(
+        run_id=run.info.run_id,
+        version=version,
+        alias=alias,
+        alias_reason=reason,
+        evaluation=outcome.evaluation,
+        fairness=outcome.fairness,
+        disparities=outcome.disparities,
+        split=prepared.split,
+        n_rows=outcome.n_rows,
+        train_seconds=seconds,
+        fingerprint=digest,
+    )
+
+
+def evaluate_registered(
+    tables: RawTables,
+    config: TrainingConfig,
+    *,
+    store: track.Store,
+    ref: str,
+    date_from: date,
+    date_to: date,
+    on_step: StepCallback = _noop,
+) -> dict[str, Any]:
+    """Score a registered model on every weekly as_of in [date_from, date_to] whose labels
+    are observable, beside baselines fitted on what was known before date_from."""
+    track.connect(store)
+    model, version = track.load_risk_model(store.model_name, ref)
+    contract = model.contract
+    assert contract is not None
+    all_as_ofs = observable_as_ofs(tables, config)
+    test = [d for d in all_as_ofs if date_from <= d <= date_to]
+    if not test:
+        raise ValueError(
+            f"no weekly as_of between {date_from} and {date_to} has an observable "
+            f"{config.horizon_days}-day outcome in this export (it ends {observed_until(tables)})"
+        )
+    eval_config = config.model_copy(update={"horizon_days": contract.horizon_days})
+    split = temporal_split(
+        all_as_ofs,
+        horizon=eval_config.horizon,
+        test_from=test[0],
+        test_to=test[-1],
+        calibration_weeks=eval_config.calibration_weeks,
+    )
+    used = sorted({*split.train_as_ofs, *split.calibration_as_ofs, *split.test_as_ofs})
+    on_step(f"building snapshots for {len(used)} weekly as_of dates")
+    frame = labelled_snapshots(
+        tables,
+        as_ofs=used,
+        horizon=eval_config.horizon,
+        horizon_to_enrolment_end=eval_config.horizon_to_enrolment_end,
+    )
+    contract.check(frame, catalog_version=CATALOG_VERSION)
+    frames = split_frames(frame, split)
+    on_step("fitting the baselines on the history before the window")
+    history = pd.concat([frames.train, frames.calibration], ignore_index=True)
+    X_hist = history.loc[:, list(contract.feature_names)].astype(np.float64)
+    fitted = FittedModels(
+        risk_model=model,
+        baselines=fit_baselines(X_hist, history["label"].to_numpy(), seed=config.seed),
+        best_iteration=0,
+        fit_seconds=0.0,
+    )
+    on_step(f"scoring {len(frames.test):,} rows")
+    scores = score_frame(fitted, frames.test)
+    evaluation = evaluate_scores(
+        scores,
+        score_columns=[MODEL, *BASELINES],
+        capacity_share=config.capacity_share,
+        probability_columns=[MODEL, *BASELINES],
+    )
+    scores["flagged"] = flag_top_k(scores, score=MODEL, share=config.capacity_share)
+    scores = with_groups(scores, tables.students)
+    groups = [g for g in FAIRNESS_GROUPS if g in scores.columns and scores[g].notna().any()]
+    audit = fairness_audit(scores, flagged="flagged", label="label", groups=groups)
+    result = evaluation[MODEL].to_dict()
+    return {
+        "model": store.model_name,
+        "version": version,
+        "from": test[0].isoformat(),
+        "to": test[-1].isoformat(),
+        "horizon_days": contract.horizon_days,
+        "capacity_share": config.capacity_share,
+        **result,
+        "baselines": {name: evaluation[name].to_dict() for name in BASELINES},
+        "fairness": audit.replace({np.nan: None}).to_dict(orient="records"),
+        "disparities": disparities(audit),
+    }

@@ -1,0 +1,135 @@
+"""MLflow: runs, the packaged model, the registry and its aliases (the I/O edge).
+
+The default store is local: a SQLite tracking/registry database and an artifact folder in
+the home folder (MLflow 3 refuses a plain file store). Any tracking server works by
+setting its URI.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+import models.risk_model as risk_model_module
+from models.risk_model import RiskModel
+
+logger = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+MODEL_ARTIFACT = "risk_model"
+
+
+@dataclass(frozen=True)
+class Store:
+    """Where runs and models go."""
+
+    tracking_uri: str
+    registry_uri: str
+    experiment: str
+    model_name: str
+    artifact_location: str | None = None  # for a local store; a server decides its own
+
+
+def connect(store: Store) -> MlflowClient:
+    """Point MLflow at the store and make sure the experiment exists."""
+    mlflow.set_tracking_uri(store.tracking_uri)
+    mlflow.set_registry_uri(store.registry_uri)
+    client = MlflowClient(tracking_uri=store.tracking_uri, registry_uri=store.registry_uri)
+    if client.get_experiment_by_name(store.experiment) is None:
+        client.create_experiment(store.experiment, artifact_location=store.artifact_location)
+    mlflow.set_experiment(store.experiment)
+    return client
+
+
+def log_figures(figures: Mapping[str, Any]) -> None:
+    for name, figure in figures.items():
+        mlflow.log_figure(figure, f"plots/{name}.png")
+
+
+def log_json(obj: Any, path: str) -> None:
+    mlflow.log_text(json.dumps(obj, ensure_ascii=False, indent=1, default=str), path)
+
+
+def log_frame(frame: pd.DataFrame, path: str) -> None:
+    mlflow.log_text(frame.to_csv(index=False), path)
+
+
+def log_risk_model(
+    model: RiskModel, *, input_example: pd.DataFrame, model_name: str
+) -> tuple[str, str]:
+    """Log the pyfunc from code with its artifacts and register it. Returns (uri, version)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        artifacts = model.save_parts(Path(tmp))
+        info = mlflow.pyfunc.log_model(
+            name=MODEL_ARTIFACT,
+            python_model=risk_model_module.__file__,
+            artifacts=artifacts,
+            input_example=input_example,
+            registered_model_name=model_name,
+            pip_requirements=_requirements(),
+        )
+    version = str(info.registered_model_version)
+    logger.info("registered %s version %s", model_name, version)
+    return info.model_uri, version
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [
+        f"{pkg}=={version(pkg)}"
+        for pkg in ("mlflow", "lightgbm", "pandas", "numpy", "scikit-learn", "shap")
+    ]
+
+
+def alias_version(client: MlflowClient, model_name: str, alias: str) -> ModelVersion | None:
+    """The version behind an alias, or None when the alias (or the model) does not exist."""
+    try:
+        return client.get_model_version_by_alias(model_name, alias)
+    except MlflowException:
+        return None
+
+
+def set_alias(client: MlflowClient, model_name: str, alias: str, version: str) -> None:
+    client.set_registered_model_alias(model_name, alias, version)
+
+
+def model_uri(model_name: str, ref: str) -> str:
+    """`champion`/`challenger` -> models:/name@alias; a number -> models:/name/number."""
+    return f"models:/{model_name}/{ref}" if ref.isdigit() else f"models:/{model_name}@{ref}"
+
+
+def load_risk_model(model_name: str, ref: str) -> tuple[RiskModel, str]:
+    """Load a registered RiskModel by alias or version. Returns (model, version)."""
+    client = MlflowClient()
+    if ref.isdigit():
+        mv = client.get_model_version(model_name, ref)
+    else:
+        found = alias_version(client, model_name, ref)
+        if found is None:
+            raise LookupError(f"no model version of {model_name!r} has the alias {ref!r}")
+        mv = found
+    pyfunc = mlflow.pyfunc.load_model(model_uri(model_name, str(mv.version)))
+    model = pyfunc.unwrap_python_model()
+    if not isinstance(model, RiskModel):
+        raise TypeError(f"{model_name} version {mv.version} is not a Baoxue RiskModel")
+    return model, str(mv.version)
+
+
+def version_metrics(client: MlflowClient, mv: ModelVersion) -> dict[str, float]:
+    """The metrics of the run that produced a model version."""
+    if not mv.run_id:
+        return {}
+    return dict(client.get_run(mv.run_id).data.metrics)
