@@ -76,7 +76,14 @@ def run_guarded(fn: Callable[[], T]) -> T:
         if _state["debug"]:
             raise
         _fail(exc.report())
-    except (CommandFailed, FileNotFoundError, NotADirectoryError, PermissionError) as exc:
+    except (
+        CommandFailed,
+        FileNotFoundError,
+        NotADirectoryError,
+        PermissionError,
+        LookupError,
+        ValueError,
+    ) as exc:
         if _state["debug"]:
             raise
         _fail(f"error: {exc}")
@@ -174,6 +181,307 @@ def validate(
             typer.echo(f"warning: {warning}", err=True)
         typer.echo(f"{export_dir}: valid export")
         _print_summary(loaded.tables)
+
+    run_guarded(body)
+
+
+# --------------------------------------------------------------------------- models
+
+
+class Progress:
+    """A progress bar over the named steps of a long job (pipeline callbacks)."""
+
+    def __init__(self, steps: int, label: str) -> None:
+        self.bar = typer.progressbar(length=steps, label=label, show_eta=False, show_pos=True)
+        self.started = time.perf_counter()
+        self.bar.__enter__()
+
+    def __call__(self, message: str) -> None:
+        self.bar.label = f"{message} "
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.update(self.bar.length - self.bar.pos)
+        self.bar.__exit__(None, None, None)
+        typer.echo(f"  ({time.perf_counter() - self.started:.1f} s)")
+
+
+def _store(settings: Settings) -> Any:
+    from training.track import Store
+
+    settings.paths.home.mkdir(parents=True, exist_ok=True)
+    local = settings.tracking_uri.startswith("sqlite:")
+    return Store(
+        tracking_uri=settings.tracking_uri,
+        registry_uri=settings.registry_uri,
+        experiment=settings.mlflow.experiment,
+        model_name=settings.mlflow.model_name,
+        artifact_location=settings.artifact_location if local else None,
+    )
+
+
+def _training_config(settings: Settings, config_file: Path | None, **overrides: Any) -> Any:
+    from training.config import TrainingConfig
+
+    defaults = {
+        "horizon_days": settings.training.horizon_days,
+        "as_of_every_days": settings.training.as_of_every_days,
+        "capacity_share": settings.training.capacity_share,
+        "seed": settings.training.seed,
+    }
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if config_file is not None:
+        return TrainingConfig.from_toml(config_file, **given)
+    return TrainingConfig(**{**defaults, **given})
+
+
+def _load(export_dir: Path) -> Any:
+    from features.sources import load_export
+
+    if not export_dir.is_dir():
+        raise CommandFailed(f"{export_dir} is not a folder (expected an export folder)")
+    loaded = load_export(export_dir)
+    for warning in loaded.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    return loaded.tables
+
+
+def _metrics_table(summary: Any) -> str:
+    """Model vs baselines, one line each."""
+    cols = [
+        ("auc", "ROC-AUC"),
+        ("pr_auc", "PR-AUC"),
+        ("brier", "Brier"),
+        ("precision_at_k", "P@k"),
+        ("recall_at_k", "R@k"),
+        ("precision_at_k_class", "P@k class"),
+        ("recall_at_k_class", "R@k class"),
+        ("lift_over_ladder", "lift vs ladder"),
+    ]
+    header = f"{'model':<18}" + "".join(f"{title:>15}" for _, title in cols)
+    lines = [header, "-" * len(header)]
+    for name, row in summary.iterrows():
+        cells = []
+        for key, _ in cols:
+            value = row.get(key)
+            cells.append(f"{'—' if value is None or value != value else f'{value:.3f}':>15}")
+        lines.append(f"{name:<18}" + "".join(cells))
+    return "\n".join(lines)
+
+
+DateOption = Annotated[Any, typer.Option(formats=["%Y-%m-%d"])]
+
+
+@app.command()
+def train(
+    export_dir: Annotated[Path, typer.Argument(help="Export folder (see docs/data-contract.md).")],
+    train_until: Annotated[
+        Any,
+        typer.Option(
+            "--train-until",
+            formats=["%Y-%m-%d"],
+            help="First test as_of (YYYY-MM-DD); training uses only label windows that "
+            "close before the calibration period ahead of it. Default: the start of the "
+            "last school year.",
+        ),
+    ] = None,
+    test_to: Annotated[
+        Any,
+        typer.Option("--test-to", formats=["%Y-%m-%d"], help="Last test as_of (default: last)."),
+    ] = None,
+    horizon: Annotated[
+        int | None, typer.Option("--horizon", min=7, max=730, help="Label horizon in days.")
+    ] = None,
+    capacity_share: Annotated[
+        float | None,
+        typer.Option("--capacity-share", help="Share of each school visited per week (0.05)."),
+    ] = None,
+    to_enrolment_end: Annotated[
+        bool,
+        typer.Option(
+            "--horizon-to-enrolment-end",
+            help="Cap each label window at the end of the student's enrolment (courses).",
+        ),
+    ] = False,
+    config_file: Annotated[
+        Path | None, typer.Option("--config", help="TOML file with a [training] table.")
+    ] = None,
+) -> None:
+    """Train the risk model with temporal validation and register it in MLflow.
+
+    Weekly as_of dates over the school terms; train on label windows that close before a
+    later calibration period, calibrate there, test on the window from --train-until.
+    Prints LightGBM against the baselines (the escalation ladder, the hardship count,
+    logistic regression) on the test window, the fairness findings, and the registered
+    version. The alias `champion` moves to it only if it beats the current champion's
+    precision@k on the same window; otherwise it becomes `challenger`.
+    """
+    from training.pipeline import run_experiment
+
+    settings = _settings()
+
+    def body() -> None:
+        config = _training_config(
+            settings,
+            config_file,
+            train_until=train_until.date() if train_until else None,
+            test_to=test_to.date() if test_to else None,
+            horizon_days=horizon,
+            capacity_share=capacity_share,
+            horizon_to_enrolment_end=to_enrolment_end or None,
+        )
+        with step(f"reading and validating {export_dir}"):
+            tables = _load(export_dir)
+        progress = Progress(5, "training")
+        try:
+            result = run_experiment(tables, config, store=_store(settings), on_step=progress)
+        finally:
+            progress.close()
+        _print_train_result(result, config)
+
+    run_guarded(body)
+
+
+def _print_train_result(result: Any, config: Any) -> None:
+    split = result.split
+    typer.echo(
+        f"\ntest window {split.test_as_ofs[0]} .. {split.test_as_ofs[-1]} "
+        f"({len(split.test_as_ofs)} weekly as_of dates, {result.n_rows['test']:,} rows, "
+        f"{result.n_rows['test_positive']} dropouts within {config.horizon_days} days); "
+        f"trained on {split.train_as_ofs[0]} .. {split.train_as_ofs[-1]} "
+        f"({result.n_rows['train']:,} rows), calibrated on {split.calibration_as_ofs[0]} .. "
+        f"{split.calibration_as_ofs[-1]}"
+    )
+    typer.echo(f"k = {config.capacity_share:.0%} of each school (and class) per week\n")
+    typer.echo(_metrics_table(result.evaluation.summary()))
+    if result.disparities:
+        typer.echo("\nfairness (LightGBM at capacity; ratios outside 0.8-1.25):")
+        for line in result.disparities:
+            typer.echo(f"  - {line}")
+    else:
+        typer.echo("\nfairness: no disparity ratio outside 0.8-1.25")
+    typer.echo(
+        f"\nregistered version {result.version} as '{result.alias}': {result.alias_reason}"
+        f"\nMLflow run {result.run_id}; data fingerprint {result.fingerprint}; "
+        f"{result.train_seconds:.1f} s"
+    )
+
+
+@app.command()
+def evaluate(
+    export_dir: Annotated[Path, typer.Argument(help="Export folder.")],
+    model: Annotated[
+        str, typer.Option("--model", help="Registry alias (champion, challenger) or version.")
+    ] = "champion",
+    date_from: Annotated[
+        Any, typer.Option("--from", formats=["%Y-%m-%d"], help="First as_of (YYYY-MM-DD).")
+    ] = None,
+    date_to: Annotated[
+        Any, typer.Option("--to", formats=["%Y-%m-%d"], help="Last as_of (YYYY-MM-DD).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    capacity_share: Annotated[
+        float | None, typer.Option("--capacity-share", help="Share of each school (0.05).")
+    ] = None,
+    to_enrolment_end: Annotated[
+        bool,
+        typer.Option("--horizon-to-enrolment-end", help="Cap label windows at enrolment end."),
+    ] = False,
+) -> None:
+    """Score a registered model on every weekly as_of in a window whose outcome is known.
+
+    Baselines are fitted on what was known before --from. Prints AUC, PR-AUC, Brier,
+    precision@k and recall@k against the baselines, per as_of and overall, and the
+    fairness audit; --json prints all of it as one JSON object.
+    """
+    import json
+
+    from training.pipeline import evaluate_registered
+
+    settings = _settings()
+
+    def body() -> None:
+        if date_from is None or date_to is None:
+            raise CommandFailed("give the window with --from YYYY-MM-DD --to YYYY-MM-DD")
+        config = _training_config(
+            settings,
+            None,
+            capacity_share=capacity_share,
+            horizon_to_enrolment_end=to_enrolment_end or None,
+        )
+        tables = _load(export_dir)
+        result = evaluate_registered(
+            tables,
+            config,
+            store=_store(settings),
+            ref=model,
+            date_from=date_from.date(),
+            date_to=date_to.date(),
+        )
+        if as_json:
+            typer.echo(json.dumps(result, ensure_ascii=False, indent=1))
+            return
+        _print_evaluation(result)
+
+    run_guarded(body)
+
+
+def _print_evaluation(result: dict[str, Any]) -> None:
+    import pandas as pd
+
+    rows = {"lightgbm": result, **result["baselines"]}
+    summary = pd.DataFrame(
+        {k: {m: v for m, v in r.items() if not isinstance(v, list | dict)} for k, r in rows.items()}
+    ).T
+    typer.echo(
+        f"{result['model']} version {result['version']} on {result['from']} .. {result['to']}: "
+        f"{result['n_rows']:,} rows, {result['n_positive']} dropouts within "
+        f"{result['horizon_days']} days\n"
+    )
+    typer.echo(_metrics_table(summary.astype(float)))
+    typer.echo("\nper as_of (LightGBM):")
+    typer.echo(f"{'as_of':<12}{'rows':>8}{'dropouts':>10}{'AUC':>8}{'P@k':>8}{'R@k':>8}")
+    for row in result["per_as_of"]:
+
+        def fmt(v: Any) -> str:
+            return "—" if v is None else f"{v:.3f}"
+
+        typer.echo(
+            f"{row['as_of']:<12}{row.get('n_rows', 0):>8}{row.get('n_positive', 0):>10}"
+            f"{fmt(row.get('auc')):>8}{fmt(row.get('precision_at_k')):>8}"
+            f"{fmt(row.get('recall_at_k')):>8}"
+        )
+    for line in result["disparities"]:
+        typer.echo(f"  fairness: {line}")
+
+
+import_app = typer.Typer(help="Convert other data sources into an export.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("oulad")
+def import_oulad_command(
+    src: Annotated[Path, typer.Argument(help="Folder with OULAD's tables (CSV or Parquet).")],
+    out: Annotated[Path, typer.Argument(help="Export folder to write (replaced whole).")],
+    fmt: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "parquet",
+) -> None:
+    """Convert the Open University Learning Analytics Dataset into an export.
+
+    Each module is a school, each presentation a class and school year, the assessment
+    deadlines are the attendance register, withdrawal is dropout. See docs/oulad.md.
+    """
+    from features.oulad import OuladInputError, import_oulad
+
+    def body() -> None:
+        try:
+            with step(f"importing OULAD from {src}"):
+                summary = import_oulad(src, out, fmt=fmt)  # type: ignore[arg-type]
+        except OuladInputError as exc:
+            raise CommandFailed(str(exc)) from exc
+        typer.echo(f"wrote {summary.out_dir} ({summary.fmt})")
+        for name, n in summary.rows.items():
+            typer.echo(f"  {name:<20}{n:>10,}")
+        typer.echo(f"  dropouts by presentation: {summary.dropouts_by_presentation}")
 
     run_guarded(body)
 
