@@ -1,0 +1,199 @@
+"""Validation rules, the error report, and robustness against arbitrary corruption."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import hypothesis.strategies as st
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from features.schemas import KEYS
+from features.sources import load_export
+from features.tables import COLUMNS, OPTIONAL_COLUMNS, REQUIRED_TABLES
+from features.validation import (
+    InputTableError,
+    Violation,
+    mask_finding,
+    to_error,
+    validate_tables,
+)
+from tests.features.export_factory import build_tables, write_valid_export
+
+# ------------------------------------------------------------------------------ report
+
+
+def _violations(rule: str, n: int, file: str = "attendance.csv") -> list[Violation]:
+    return [
+        Violation(rule, file, i + 2, "status", "absnt", "one of: present, late") for i in range(n)
+    ]
+
+
+def test_report_lists_first_twenty_per_rule_then_counts_the_rest() -> None:
+    error = InputTableError(
+        _violations("unknown_value", 25) + _violations("missing_file", 1, "grades.csv")
+    )
+
+    lines = error.report().splitlines()
+
+    assert lines[0].startswith("The export breaks the data contract in 26 places (2 files:")
+    assert "Traceback" not in error.report()
+    start = lines.index("unknown_value: value not in the allowed list (25)")
+    shown = lines[start + 1 : start + 21]
+    assert shown[0] == (
+        "  attendance.csv, row 2, column status: found 'absnt'; expected one of: present, late"
+    )
+    assert all(line.startswith("  attendance.csv, row ") for line in shown)
+    assert lines[start + 21] == "  ... and 5 more"
+    assert "missing_file: required file missing (1)" in lines
+    assert "... and 0 more" not in error.report()
+
+
+def test_report_per_rule_limit_is_adjustable() -> None:
+    error = InputTableError(_violations("bad_date", 10))
+    assert "  ... and 7 more" in error.report(per_rule=3).splitlines()
+
+
+def test_counted_but_unlisted_violations_appear_in_totals() -> None:
+    frame = pd.DataFrame({"status": ["x"] * 1_000})
+    finding = mask_finding(
+        "unknown_value", "attendance.csv", "status", frame["status"] == "x", frame["status"], "?"
+    )
+    assert finding is not None
+    error = to_error([finding], limit=100)
+    assert len(error.violations) == 100
+    assert error.total == 1_000
+    assert "  ... and 980 more" in error.report()
+    assert [v.row for v in error.violations[:3]] == [2, 3, 4]
+
+
+def test_long_values_are_truncated() -> None:
+    frame = pd.DataFrame({"status": ["x" * 100]})
+    finding = mask_finding(
+        "unknown_value", "a.csv", "status", frame["status"] != "", frame["status"], "?"
+    )
+    assert finding is not None
+    [violation] = finding.violations(10)
+    assert violation.value is not None and len(violation.value) <= 40
+
+
+# ------------------------------------------------------------------ in-memory tables
+
+
+def test_valid_tables_in_memory_pass() -> None:
+    assert validate_tables(build_tables()) == []
+
+
+def test_in_memory_coercion_failures_map_to_rows() -> None:
+    tables = build_tables()
+    attendance = tables.attendance.astype({"date": "str"})
+    attendance.loc[3, "date"] = "not a date"
+    grades = tables.grades.astype({"term": "str"})
+    grades.loc[0, "term"] = "first"
+
+    with pytest.raises(InputTableError) as caught:
+        validate_tables(tables.replace(attendance=attendance, grades=grades))
+
+    found = {(v.rule, v.file, v.row, v.column, v.value) for v in caught.value.violations}
+    assert ("bad_date", "attendance.csv", 5, "date", "not a date") in found
+    assert ("bad_number", "grades.csv", 2, "term", "first") in found
+
+
+def test_in_memory_cross_table_checks() -> None:
+    tables = build_tables()
+    grades = tables.grades.copy()
+    grades.loc[[2, 7], "score"] = 101.0
+    with pytest.raises(InputTableError) as caught:
+        validate_tables(tables.replace(grades=grades))
+    assert [(v.rule, v.row) for v in caught.value.violations] == [
+        ("score_above_max", 4),
+        ("score_above_max", 9),
+    ]
+    assert caught.value.violations[0].value == "101 (max_score 100)"
+
+
+# ------------------------------------------------------------------ property: never crash
+
+_FREE_TEXT = {"name", "county", "township", "class_id", "subject", "attribute"}
+_CORRUPTIBLE = {
+    name: [
+        c for c in COLUMNS[name] if c not in _FREE_TEXT and c not in OPTIONAL_COLUMNS.get(name, ())
+    ]
+    for name in REQUIRED_TABLES
+}
+_VALID = build_tables()
+_TEMPLATE = Path(tempfile.mkdtemp(prefix="baoxue-valid-")) / "export"
+write_valid_export(_TEMPLATE)
+
+# Cells that no typed, coded or id column accepts: "#" never starts an id in the factory.
+junk_cells = st.one_of(
+    st.sampled_from(["#", "#junk", "#2024-02-30", "#-1", "#nan", "#true"]),
+    st.text(min_size=1, max_size=12).map(lambda t: "#" + t),
+)
+
+
+@st.composite
+def corruptions(draw: st.DrawFn) -> tuple[str, str, int, str, str]:
+    kind = draw(st.sampled_from(["cell", "drop_column", "duplicate_key"]))
+    if kind == "duplicate_key":
+        name = draw(st.sampled_from([n for n in REQUIRED_TABLES if n in KEYS]))
+    else:
+        name = draw(st.sampled_from(REQUIRED_TABLES))
+    n_rows = len(getattr(_VALID, name))
+    row = draw(st.integers(0, n_rows - 1))
+    column = draw(st.sampled_from(_CORRUPTIBLE[name]))
+    junk = draw(junk_cells)
+    return kind, name, row, column, junk
+
+
+def _corrupt(export: Path, kind: str, name: str, row: int, column: str, junk: str) -> None:
+    path = export / f"{name}.csv"
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if kind == "cell":
+        frame.loc[row, column] = junk
+    elif kind == "drop_column":
+        frame = frame.drop(columns=column)
+    else:
+        frame = pd.concat([frame, frame.iloc[[row]]], ignore_index=True)
+    frame.to_csv(path, index=False)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(corruptions())
+def test_any_corruption_is_reported_never_crashes(
+    corruption: tuple[str, str, int, str, str],
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        export = Path(tmp) / "export"
+        shutil.copytree(_TEMPLATE, export)
+        _corrupt(export, *corruption)
+        with pytest.raises(InputTableError) as caught:
+            load_export(export)
+    error = caught.value
+    assert error.total >= 1 and error.violations
+    kind, name, row, column, _ = corruption
+    files = {v.file for v in error.violations}
+    if kind != "cell" or column not in ("student_id", "school_id"):
+        assert f"{name}.csv" in files  # the broken file itself is named
+    if kind == "cell" and column not in ("student_id", "school_id", "date"):
+        assert any(v.row == row + 2 and v.column == column for v in error.violations)
+    assert error.report()
+
+
+def test_many_bad_cells_are_counted_not_materialised(tmp_path: Path) -> None:
+    export = write_valid_export(tmp_path / "export")
+    rows = 5_000
+    pd.DataFrame({"student_id": "S002", "date": "2024-09-05", "status": np.full(rows, "?")}).to_csv(
+        export / "attendance.csv", index=False
+    )
+    with pytest.raises(InputTableError) as caught:
+        load_export(export)
+    counts = caught.value.counts()
+    assert counts["unknown_value"] == rows
+    assert counts["duplicate_key"] == rows - 1
+    assert len(caught.value.violations) <= 200
+    assert "  ... and 4,980 more" in caught.value.report()
