@@ -28,7 +28,6 @@ from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 from sklearn.metrics import (
     average_precision_score,
-    brier_score_loss,
     precision_recall_curve,
     roc_auc_score,
 )
@@ -103,24 +102,26 @@ def flag_top_k(
     n_missing = int(frame[score].isna().sum())
     if n_missing:
         logger.warning("%d rows have no %s score; they rank last.", n_missing, score)
-    keys = list(by)
-    order = frame[[*keys, score, "student_id"]].reset_index(drop=True)
-    ordered = order.sort_values(
-        [*keys, score, "student_id"],
-        ascending=[True] * len(keys) + [False, True],
-        na_position="last",
-        kind="mergesort",
-    )
-    if keys:
-        grouped = ordered.groupby(keys, sort=False, dropna=False)
-        position = grouped.cumcount()
-        size = grouped[score].transform("size")
+    n = len(frame)
+    if by:
+        group = frame.groupby(list(by), sort=False, dropna=False).ngroup().to_numpy()
     else:
-        position = pd.Series(np.arange(len(ordered)), index=ordered.index)
-        size = pd.Series(len(ordered), index=ordered.index)
-    capacity = size.map(lambda n: capacity_k(int(n), share))
-    flagged = (position < capacity).sort_index()
-    return pd.Series(flagged.to_numpy(dtype=bool), index=frame.index, name="flagged")
+        group = np.zeros(n, dtype=np.int64)
+    student = pd.factorize(frame["student_id"], sort=True)[0]
+    rank_key = -frame[score].to_numpy(dtype="float64")
+    rank_key[np.isnan(rank_key)] = np.inf  # missing scores last
+    # np.lexsort sorts by the last key first: group, then score descending, then student_id
+    order = np.lexsort((student, rank_key, group))
+    sorted_group = group[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_group)) + 1]
+    sizes = np.diff(np.r_[starts, n])
+    position = np.arange(n) - np.repeat(starts, sizes)
+    capacity_k(1, share)  # validates the share
+    # capacity_k, vectorised: every group here has at least one student
+    capacity = np.maximum(1, np.ceil(np.round(np.repeat(sizes, sizes) * share, 9)))
+    flagged = np.empty(n, dtype=bool)
+    flagged[order] = position < capacity
+    return pd.Series(flagged, index=frame.index, name="flagged")
 
 
 def _safe_div(numerator: float, denominator: float) -> float:
@@ -140,7 +141,7 @@ def _ranking_metrics(
         "brier": float("nan"),
     }
     if probability and len(label) and known.all():
-        metrics["brier"] = float(brier_score_loss(label, score))
+        metrics["brier"] = float(np.mean((score - label) ** 2))
     return metrics
 
 
@@ -323,6 +324,8 @@ def evaluate_scores(
     for column in score_columns:
         scores = frame[column].to_numpy(dtype="float64")
         probability = column in probability_columns
+        if probability and not ((scores >= 0) & (scores <= 1) | np.isnan(scores)).all():
+            raise ValueError(f"The probability column {column!r} has values outside [0, 1].")
         school = _capacity_counts(
             frame, flag_top_k(frame, score=column, share=capacity_share, by=SCHOOL_GROUPS)
         )

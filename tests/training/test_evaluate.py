@@ -181,6 +181,12 @@ def test_bad_frames_are_refused(frame: pd.DataFrame) -> None:
         evaluate_scores(frame, score_columns=["model"], probability_columns=["oracle"])
     with pytest.raises(ValueError, match="only 0 and 1"):
         evaluate_scores(frame.assign(label=2), score_columns=["model"])
+    with pytest.raises(ValueError, match="outside"):
+        evaluate_scores(
+            frame.assign(model=frame["model"] * 2),
+            score_columns=["model"],
+            probability_columns=["model"],
+        )
     with pytest.raises(ValueError, match="no rows"):
         evaluate_scores(frame.iloc[:0], score_columns=["model"])
 
@@ -229,14 +235,13 @@ def scored_groups(draw: st.DrawFn) -> pd.DataFrame:
 def test_flags_fill_capacity_and_follow_the_order(frame: pd.DataFrame, share: float) -> None:
     flagged = flag_top_k(frame, score="score", share=share)
     for _, group in frame.assign(flagged=flagged).groupby(["as_of", "school_id"]):
-        assert group["flagged"].sum() == capacity_k(len(group), share)
-        top = group.loc[group["flagged"]]
-        rest = group.loc[~group["flagged"]]
-        for _, chosen in top.iterrows():
-            for _, other in rest.iterrows():
-                assert chosen["score"] > other["score"] or (
-                    chosen["score"] == other["score"] and chosen["student_id"] < other["student_id"]
-                )
+        capacity = capacity_k(len(group), share)
+        assert group["flagged"].sum() == capacity
+        # the flagged rows are exactly the first ones by score, ties by student_id
+        ranked = sorted(zip(-group["score"], group["student_id"], group["flagged"], strict=True))
+        assert [is_flagged for *_, is_flagged in ranked] == [True] * capacity + [False] * (
+            len(group) - capacity
+        )
     # the same rows in another order get the same flags
     shuffled = frame.sample(frac=1.0, random_state=0)
     again = flag_top_k(shuffled, score="score", share=share)
