@@ -237,7 +237,7 @@ def _cell_text(x: object) -> str | None:
     if x is None or (isinstance(x, float) and np.isnan(x)) or x is pd.NaT:
         return None
     if isinstance(x, pd.Timestamp):
-        return x.strftime("%Y-%m-%d") if x == x.normalize() else x.isoformat()
+        return str(x.strftime("%Y-%m-%d")) if x == x.normalize() else str(x.isoformat())
     if isinstance(x, float) and x.is_integer():
         return str(int(x))
     return _truncate(str(x))
@@ -788,7 +788,8 @@ def _attendance_days(
 
     def keys(school: pd.Series, date: pd.Series) -> np.ndarray:
         days = date.to_numpy(dtype="datetime64[ns]").astype("datetime64[D]").astype(np.int64)
-        return schools.get_indexer(school) * day + days
+        codes: np.ndarray = schools.get_indexer(school) * day + days
+        return codes
 
     school_days = pd.Index(keys(cal["school_id"], cal["date"])).unique()
     in_force = matched[enrolled]

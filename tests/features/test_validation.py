@@ -162,7 +162,7 @@ def _corrupt(export: Path, kind: str, name: str, row: int, column: str, junk: st
     frame.to_csv(path, index=False)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(corruptions())
 def test_any_corruption_is_reported_never_crashes(
     corruption: tuple[str, str, int, str, str],
