@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from features.holidays import SchoolYearCalendar, school_year_calendar
+from features.schemas import empty_frame
 from features.tables import (
     ATTENDANCE_STATUSES,
     EVENTS,
@@ -37,7 +38,6 @@ from features.tables import (
     RawTables,
     default_enrolment_end,
     default_enrolment_start,
-    empty_table,
 )
 
 logger = logging.getLogger(__name__)
@@ -79,7 +79,9 @@ P_TRANSFER_OUT = 0.008  # per year; migrant children x5
 P_SUSPEND = 0.0012  # per year; disabled pupils x8
 P_REPEAT = 0.004  # per year, concentrated on low achievers
 P_TRANSFER_IN = 0.005  # new pupils from outside the county, share of enrolment per year
-NEAR_MISS_RATIO = 1.5  # disengagement runs that end with the pupil back, per dropout
+RISK_NOISE_SD = 0.95  # unobserved family and personal circumstances (log-hazard sd)
+P_DROPOUT_RAMP = 0.6  # share of dropouts preceded by weeks of growing absence
+NEAR_MISS_RATIO = 2.0  # disengagement runs that end with the pupil back, per dropout
 EPISODE_RATE = 0.10  # short unexcused absence episodes per pupil-year (average pupil)
 
 # Daily absence probabilities of an average pupil (by status).
@@ -296,12 +298,12 @@ def _draw_pupils(
     rural = t > 0
     # Family hardship: a latent level with a township effect; the county town is better off.
     h = rng.normal(size=n) + geo.township_poverty[t] - 0.8 * ~rural
-    poverty = h > 1.25
+    poverty = h > 1.2
     dibao = 0.8 * h + rng.normal(0.0, 0.6, n) > 1.55
     orphan = rng.random(n) < 0.0035 * np.exp(0.4 * h)
     disability = rng.random(n) < 0.013 * np.exp(0.2 * h)
     tekun = (orphan & (rng.random(n) < 0.6)) | (disability & poverty & (rng.random(n) < 0.2))
-    single = ~orphan & (rng.random(n) < 0.055 * np.exp(0.35 * h))
+    single = ~orphan & (rng.random(n) < 0.065 * np.exp(0.35 * h))
     migrant = rng.random(n) < np.where(rural, 0.01, 0.18 + migrant_boost)
     # Left-behind: parents of poorer rural families work away more often.
     u = rng.random(n)
@@ -340,7 +342,7 @@ def _draw_pupils(
         + 0.15 * male
         - 0.55 * ability
         + geo.township_risk[t]
-        + rng.normal(0.0, 0.75, n)
+        + rng.normal(0.0, RISK_NOISE_SD, n)
     )
     junior = geo.junior_of[catch].copy()
     to_town = (junior < 0) | (~poverty & (rng.random(n) < RURAL_TO_TOWN_JUNIOR))
@@ -507,9 +509,9 @@ def _story(
         # A dropout: disengagement, an unexcused run, then the school records it.
         d0 = onset
         d_rec = min(d0 + 2 + int(rng.geometric(0.25)), n_days - 1)
-        if rng.random() < 0.7:
+        if rng.random() < P_DROPOUT_RAMP:
             lo = max(cur, d0 - int(rng.integers(10, 41)))
-            _write_ramp(log, rng, row, lo, d0, float(rng.uniform(0.15, 0.55)))
+            _write_ramp(log, rng, row, lo, d0, float(rng.uniform(0.1, 0.45)))
             mag = rng.uniform(0.3, 1.0)
         else:
             mag = rng.uniform(0.0, 0.3)
@@ -555,7 +557,7 @@ def _assign_classes(
     size = frame.groupby("key")["u"].transform("size").to_numpy()
     rank = frame.groupby("key")["u"].rank(method="first").to_numpy() - 1
     target = np.vectorize(CLASS_TARGET.get)(kind)
-    n_classes = np.maximum(1, np.round(size / target)).astype(np.int64)
+    n_classes = np.maximum(1, np.ceil(size / (target + 6))).astype(np.int64)
     return (rank * n_classes // size).astype(np.int64)
 
 
@@ -1095,7 +1097,7 @@ def _build_frames(
         grades=tidy(grades, ["student_id", "school_year", "term", "date", "exam", "subject"]),
         status_events=tidy(status_events, ["student_id", "date"]),
         interventions=tidy(interventions, ["student_id", "date"]),
-        student_attributes=empty_table("student_attributes"),
+        student_attributes=empty_frame("student_attributes"),
     )
 
 
