@@ -60,25 +60,45 @@ def fit_models(
             "(an earlier --train-until needs more history before it)"
         )
     started = time.perf_counter()
-    clf = make_classifier(
-        features,
-        y=y_train,
-        monotone=contract.monotone,
-        seed=seed,
-        n_jobs=n_jobs,
-        overrides=gbm_overrides,
-    )
-    clf = fit_classifier(
-        clf,
-        X_train,
-        y_train,
-        X_valid=X_cal,
-        y_valid=y_cal,
-        early_stopping_rounds=early_stopping_rounds,
-    )
+    inner_train, inner_valid = early_stopping_fold(frames.train, horizon_days=contract.horizon_days)
+
+    def new_classifier(overrides: dict[str, Any]) -> Any:
+        return make_classifier(
+            features,
+            y=y_train,
+            monotone=contract.monotone,
+            seed=seed,
+            n_jobs=n_jobs,
+            overrides=overrides,
+        )
+
+    overrides = dict(gbm_overrides or {})
+    if inner_train is not None and inner_valid is not None:
+        # Choose the number of trees on a later slice of the training period, then refit
+        # on the whole period with that number.
+        probe = fit_classifier(
+            new_classifier(overrides),
+            *_xy(inner_train, features),
+            X_valid=_xy(inner_valid, features)[0],
+            y_valid=_xy(inner_valid, features)[1],
+            early_stopping_rounds=early_stopping_rounds,
+        )
+        n_trees = max(10, int(probe.best_iteration_ or probe.booster_.num_trees()))
+        clf = fit_classifier(
+            new_classifier({**overrides, "n_estimators": n_trees}), X_train, y_train
+        )
+    else:
+        clf = fit_classifier(
+            new_classifier(overrides),
+            X_train,
+            y_train,
+            X_valid=X_cal,
+            y_valid=y_cal,
+            early_stopping_rounds=early_stopping_rounds,
+        )
     calibrator = fit_calibrator(clf, X_cal, y_cal, order=frames.calibration["as_of"].to_numpy())
     fit_seconds = time.perf_counter() - started
-    best = int(getattr(clf, "best_iteration_", 0) or clf.booster_.num_trees())
+    best = int(clf.booster_.num_trees())
     booster = clf.booster_
     return FittedModels(
         risk_model=RiskModel.from_parts(booster, calibrator, contract),
@@ -87,6 +107,24 @@ def fit_models(
         fit_seconds=fit_seconds,
         params={k: v for k, v in clf.get_params().items() if v is not None},
     )
+
+
+def early_stopping_fold(
+    train: pd.DataFrame, *, horizon_days: int, share: float = 0.3
+) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """Split training rows in time for early stopping: the last `share` of the as_of dates
+    validate; the inner training rows are those whose label window closes before the first
+    validation as_of. (None, None) when either side would hold no dropout."""
+    dates = np.sort(train["as_of"].unique())
+    if len(dates) < 8:
+        return None, None
+    first_valid = dates[int(len(dates) * (1 - share))]
+    gap = np.timedelta64(horizon_days, "D")
+    inner = train.loc[train["as_of"] + gap <= first_valid]
+    valid = train.loc[train["as_of"] >= first_valid]
+    if inner["label"].sum() < 5 or valid["label"].sum() < 5:
+        return None, None
+    return inner, valid
 
 
 def fit_baselines(X: pd.DataFrame, y: np.ndarray, *, seed: int = 0) -> dict[str, Any]:
