@@ -183,9 +183,8 @@ def _build_geography(n_students: int, rng: np.random.Generator) -> _Geography:
         code = f"T{t:02d}"
         has_nine = rng.random() < NINE_YEAR_SCHOOL_PROB
         n_village = int(rng.integers(2, 5))
-        parts = [0.45, *(rng.dirichlet(np.full(n_village, 3.0)) * 0.35)]
-        parts.append(0.20 if has_nine else 0.0)
-        parts = np.array(parts)
+        village_parts = rng.dirichlet(np.full(n_village, 3.0)) * 0.35
+        parts = np.concatenate([[0.45], village_parts, [0.20 if has_nine else 0.0]])
         if not has_nine:
             parts[0] += 0.20
         parts = parts * t_share[t - 1]
@@ -312,14 +311,15 @@ def _draw_pupils(
     p_one = np.where(rural, 0.22, 0.08) * shift
     left = np.where(u < p_both, 2, np.where(u < p_both + p_one, 1, 0))
     left[migrant | orphan] = 0
-    g = rng.random(n)
+    g = rng.random((n,))
     guardian = np.zeros(n, dtype=np.int64)
     guardian[(left == 2) & (g < 0.80)] = 1
     guardian[(left == 2) & (g >= 0.80) & (g < 0.95)] = 2
     guardian[(left == 2) & (g >= 0.95)] = 3
     guardian[(left == 1) & (g < 0.10 + 0.30 * single)] = 1
     guardian[(left == 0) & (g < 0.03)] = 1
-    guardian[orphan] = np.where(g[orphan] < 0.5, 1, np.where(g[orphan] < 0.85, 2, 3))
+    g_orphan = g[orphan]
+    guardian[orphan] = np.where(g_orphan < 0.5, 1, np.where(g_orphan < 0.85, 2, 3))
     minority = rng.random(n) < geo.township_minority[t]
     male = rng.random(n) < 0.52
     # Over-age at entry (late entry or earlier repetition), commoner in poor rural places.
@@ -381,7 +381,8 @@ def _over_age_years(birth: np.ndarray, grade: np.ndarray, school_year: int) -> n
     """Whole years a pupil is older than the usual age for the grade on 1 September."""
     age_days = (np.datetime64(date(school_year, 9, 1)) - birth).astype(np.int64)
     age = np.floor(age_days / 365.25).astype(np.int64)
-    return np.clip(age - (grade + 5), 0, 4)
+    over: np.ndarray = np.clip(age - (grade + 5), 0, 4)
+    return over
 
 
 # --------------------------------------------------------------------------------------
@@ -558,7 +559,8 @@ def _assign_classes(
     rank = frame.groupby("key")["u"].rank(method="first").to_numpy() - 1
     target = np.vectorize(CLASS_TARGET.get)(kind)
     n_classes = np.maximum(1, np.ceil(size / (target + 6))).astype(np.int64)
-    return (rank * n_classes // size).astype(np.int64)
+    klass: np.ndarray = (rank * n_classes // size).astype(np.int64)
+    return klass
 
 
 def _exam_schedule(cal: SchoolYearCalendar) -> list[tuple[int, str, int]]:
@@ -674,7 +676,7 @@ def _simulate_year(
     # Short unexcused episodes (most end after a phone call; some reach the 3-day rule).
     ep_rate = EPISODE_RATE * np.exp(0.9 * z) * np.where(junior, 1.5, 1.0)
     n_ep = rng.poisson(ep_rate)
-    for row in np.repeat(np.arange(n), n_ep):
+    for row in np.repeat(np.arange(n), n_ep).tolist():
         a = int(rng.integers(start[row], n_days))
         b = min(a + int(rng.geometric(0.45)), n_days)
         code = UNEXCUSED if rng.random() < 0.75 else PERSONAL
@@ -688,7 +690,7 @@ def _simulate_year(
     eventful = np.flatnonzero(
         (onset < NEVER) | (transfer < NEVER) | (suspend < NEVER) | (near < NEVER)
     )
-    for row in eventful:
+    for row in eventful.tolist():
         g = int(grade[row])
         plan = _RowPlan(
             int(start[row]),
