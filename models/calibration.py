@@ -3,8 +3,10 @@
 Both isotonic and sigmoid (Platt) calibration are fitted with scikit-learn's
 `CalibratedClassifierCV(FrozenEstimator(model))` on the earlier half of the calibration
 period and compared by Brier score on the later half; the winner is refitted on the whole
-period. The result is a small `Calibrator` that maps the model's raw probability to a
-calibrated one and serialises to JSON (no pickles in the registry).
+period. The result is a small `Calibrator` that maps the model's raw margin (log-odds,
+what scikit-learn calibrates when the model has `decision_function`, as LightGBM's
+classifier does) to a calibrated probability, and serialises to JSON (no pickles in the
+registry).
 """
 
 from __future__ import annotations
@@ -27,22 +29,22 @@ Method = Literal["isotonic", "sigmoid", "identity"]
 
 @dataclass(frozen=True)
 class Calibrator:
-    """A monotone map from the model's raw probability to a calibrated risk_score."""
+    """A monotone map from the model's raw margin (log-odds) to a calibrated risk_score."""
 
     method: Method
-    x: tuple[float, ...] = ()  # isotonic thresholds (raw probability)
+    x: tuple[float, ...] = ()  # isotonic thresholds (margin)
     y: tuple[float, ...] = ()  # isotonic values
-    a: float = 0.0  # sigmoid: p = 1 / (1 + exp(a * raw + b))
+    a: float = 0.0  # sigmoid: p = 1 / (1 + exp(a * margin + b))
     b: float = 0.0
     brier: dict[str, float] = field(default_factory=dict)  # validation Brier per method
 
-    def apply(self, raw: np.ndarray) -> np.ndarray:
-        raw = np.asarray(raw, dtype=float)
+    def apply(self, margin: np.ndarray) -> np.ndarray:
+        raw = np.asarray(margin, dtype=float)
         if self.method == "isotonic":
             return np.interp(raw, np.asarray(self.x), np.asarray(self.y))
         if self.method == "sigmoid":
             return 1.0 / (1.0 + np.exp(self.a * raw + self.b))
-        return raw
+        return 1.0 / (1.0 + np.exp(-raw))
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -53,6 +55,15 @@ class Calibrator:
         data["x"] = tuple(data.get("x", ()))
         data["y"] = tuple(data.get("y", ()))
         return cls(**data)
+
+
+def model_margin(model: Any, X: pd.DataFrame) -> np.ndarray:
+    """The input scikit-learn's calibration sees: decision_function, else log-odds of
+    predict_proba."""
+    if hasattr(model, "decision_function"):
+        return np.asarray(model.decision_function(X), dtype=float)
+    p = np.clip(model.predict_proba(X)[:, 1], 1e-12, 1 - 1e-12)
+    return np.log(p / (1 - p))
 
 
 def _fit_method(model: Any, X: pd.DataFrame, y: np.ndarray, method: str) -> Calibrator:
@@ -91,7 +102,7 @@ def fit_calibrator(
     if len(np.unique(y[early])) == 2 and len(np.unique(y[late])) == 2:
         for method in ("isotonic", "sigmoid"):
             candidate = _fit_method(model, X.iloc[early], y[early], method)
-            raw = model.predict_proba(X.iloc[late])[:, 1]
+            raw = model_margin(model, X.iloc[late])
             scores[method] = float(brier_score_loss(y[late], candidate.apply(raw)))
         best = min(scores, key=lambda m: scores[m])
     else:

@@ -114,8 +114,7 @@ class RiskModel(PythonModel):  # type: ignore[misc]
     def risk_scores(self, snapshot: pd.DataFrame) -> np.ndarray:
         """Calibrated probability of dropout within the horizon, one per row."""
         assert self.calibrator
-        raw = 1.0 / (1.0 + np.exp(-self.margin(snapshot)))
-        return np.clip(self.calibrator.apply(raw), 0.0, 1.0)
+        return np.clip(self.calibrator.apply(self.margin(snapshot)), 0.0, 1.0)
 
     def explain(self, snapshot: pd.DataFrame) -> tuple[np.ndarray, list[list[Any]]]:
         """Exact SHAP contributions (n, features + 1) and the top reasons per row."""
@@ -136,7 +135,7 @@ class RiskModel(PythonModel):  # type: ignore[misc]
         assert self.booster and self.calibrator and self.contract
         X = self.contract.matrix(snapshot)
         margin = np.asarray(self.booster.predict(X, raw_score=True), dtype=np.float64)
-        risk = np.clip(self.calibrator.apply(1.0 / (1.0 + np.exp(-margin))), 0.0, 1.0)
+        risk = np.clip(self.calibrator.apply(margin), 0.0, 1.0)
         out = snapshot.loc[:, [c for c in PASS_THROUGH if c in snapshot.columns]].copy()
         out["risk_score"] = risk
         out["margin"] = margin
