@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pandas as pd
 
 from features.enrolment import active_spells, connect
@@ -66,56 +67,92 @@ FLOAT_FEATURES = (
 FEATURES = INT_FEATURES + FLOAT_FEATURES
 
 
-def _lookup_sql() -> str:
-    """Long list of (pair, which, x): the student-day indices whose cumulative counts we need."""
-    parts = ["SELECT pair_no, student_id, 'k' AS which, kk AS x FROM pt"]
-    for n in sorted({*WINDOWS, 2 * TREND_DAYS}):
-        parts.append(f"SELECT pair_no, student_id, 'k{n}', kk - {n} FROM pt")
-    parts += [
-        "SELECT pair_no, student_id, 'tc0', kts_cur - 1 FROM pt WHERE kts_cur IS NOT NULL",
-        "SELECT pair_no, student_id, 'tp0', kts_prev - 1 FROM pt WHERE kts_prev IS NOT NULL",
-        "SELECT pair_no, student_id, 'tp1', kts_prev + least(kk - kts_cur + 1, n_prev) - 1"
-        " FROM pt WHERE kts_prev IS NOT NULL",
-    ]
-    return "\n UNION ALL ".join(parts)
+STATUS_CODES = {
+    "present": 0,
+    "late": 1,
+    "leave_personal": 2,
+    "leave_sick": 3,
+    "absent_unexcused": 4,
+}
+"""Attendance status -> code; a day with several rows keeps the highest."""
 
 
-def _pivot_sql() -> str:
-    cols = []
-    for which in ["k", *(f"k{n}" for n in sorted({*WINDOWS, 2 * TREND_DAYS})), "tc0", "tp0", "tp1"]:
-        for c in ("cu", "cl", "clate"):
-            cols.append(f"max({c}) FILTER (WHERE which = '{which}') AS {c}_{which}")
-    return ",\n ".join(cols)
+def _day_numbers(values: pd.Series) -> np.ndarray:
+    """Dates as int32 days since 1970-01-01 (integer keys join and sort fastest)."""
+    days: np.ndarray = pd.to_datetime(values).to_numpy(dtype="datetime64[D]").astype(np.int32)
+    return days
 
 
-def _feature_sql() -> str:
-    cols = []
-    for n in WINDOWS:
-        cols += [
-            f"(cu_k - cu_k{n})::BIGINT AS unexcused_{n}d",
-            f"(cl_k - cl_k{n})::BIGINT AS leave_{n}d",
-            f"CASE WHEN kk > 0 THEN (cu_k - cu_k{n}) / least({n}, kk) END AS unexcused_rate_{n}d",
-            f"CASE WHEN kk > 0 THEN (cl_k - cl_k{n}) / least({n}, kk) END AS leave_rate_{n}d",
-        ]
-    t = TREND_DAYS
-    cols += [
-        f"(clate_k - clate_k{t})::BIGINT AS late_30d",
-        "coalesce(run_all, 0)::BIGINT AS unexcused_run",
-        f"least(coalesce(run_all, 0), {ESCALATION_MAX})::BIGINT AS escalation_level",
-        "coalesce(longest, 0)::BIGINT AS unexcused_longest_run_term",
-        "least(kk, 90)::BIGINT AS active_days_90d",
-        f"CASE WHEN kk > {t} THEN (cu_k - cu_k{t}) / {t}"
-        f" - (cu_k{t} - cu_k{2 * t}) / least({t}, kk - {t}) END AS unexcused_trend_30d",
-        "CASE WHEN kts_cur IS NOT NULL THEN (cu_k - cu_tc0) / (kk - kts_cur + 1)"
-        " END AS unexcused_rate_term",
-        "CASE WHEN kts_prev IS NOT NULL THEN (cu_k - cu_tc0) / (kk - kts_cur + 1)"
-        " - (cu_tp1 - cu_tp0) / least(kk - kts_cur + 1, n_prev) END AS unexcused_rate_term_change",
-        "CASE WHEN spring_ftd <= 10 THEN coalesce(spring_missed, 0) END"
-        " AS missed_after_spring_start",
-        "CASE WHEN sept_ftd <= 10 THEN coalesce(sept_missed, 0) END"
-        " AS missed_after_september_start",
-    ]
-    return ",\n ".join(cols)
+def _integer_frames(
+    tables: RawTables, *, population: pd.DataFrame, spells: pd.DataFrame
+) -> dict[str, pd.DataFrame]:
+    """The inputs of the attendance query with ids, dates and statuses as integers."""
+    register = tables.attendance
+    status_codes, status_values = pd.factorize(register["status"].astype("str"))
+    priority = np.array([STATUS_CODES.get(v, 0) for v in status_values], dtype=np.int8)
+    code = priority[status_codes] if len(status_values) else np.zeros(0, dtype=np.int8)
+    absent = code > 0
+    student_keys, _ = pd.factorize(
+        pd.concat(
+            [
+                spells["student_id"].astype("str"),
+                population["student_id"].astype("str"),
+                register["student_id"].astype("str")[absent],
+            ],
+            ignore_index=True,
+        )
+    )
+    n_spells, n_pairs = len(spells), len(population)
+    days = school_days(tables.calendar)
+    terms = school_terms(tables.calendar)
+    school_keys, _ = pd.factorize(
+        pd.concat([days["school_id"], terms["school_id"], spells["school_id"].astype("str")])
+    )
+    n_days, n_terms = len(days), len(terms)
+    kind_codes = {"spring": 1, "september": 2, "other": 0}
+    return {
+        "school_days_t": pd.DataFrame(
+            {
+                "school_id": school_keys[:n_days].astype(np.int32),
+                "date": _day_numbers(days["date"]),
+                "day_no": days["day_no"].to_numpy(np.int32),
+                "term_start": _day_numbers(days["term_start"]),
+                "term_kind": days["term_kind"].map(kind_codes).to_numpy(np.int8),
+                "day_in_term": days["day_in_term"].to_numpy(np.int32),
+            }
+        ),
+        "terms_t": pd.DataFrame(
+            {
+                "school_id": school_keys[n_days : n_days + n_terms].astype(np.int32),
+                "term_start": _day_numbers(terms["term_start"]),
+                "term_kind": terms["term_kind"].map(kind_codes).to_numpy(np.int8),
+                "first_day_no": terms["first_day_no"].to_numpy(np.int32),
+                "last_day_no": terms["last_day_no"].to_numpy(np.int32),
+            }
+        ),
+        "spells_t": pd.DataFrame(
+            {
+                "student_id": student_keys[:n_spells].astype(np.int32),
+                "school_id": school_keys[n_days + n_terms :].astype(np.int32),
+                "from_date": _day_numbers(spells["from_date"]),
+                "to_date": _day_numbers(spells["to_date"]),
+            }
+        ),
+        "pairs_t": pd.DataFrame(
+            {
+                "pair_no": np.arange(n_pairs, dtype=np.int64),
+                "student_id": student_keys[n_spells : n_spells + n_pairs].astype(np.int32),
+                "as_of": _day_numbers(population["as_of"]),
+            }
+        ),
+        "att_t": pd.DataFrame(
+            {
+                "student_id": student_keys[n_spells + n_pairs :].astype(np.int32),
+                "date": _day_numbers(register["date"][absent]),
+                "code": code[absent],
+            }
+        ),
+    }
 
 
 def attendance_features(
@@ -164,126 +201,96 @@ def attendance_features(
           as_of counts its days so far.
     """
     spells = active_spells(tables) if spells is None else spells
-    days = school_days(tables.calendar)
-    terms = school_terms(tables.calendar)
-    register = tables.attendance
-    att = pd.DataFrame(
-        {
-            "student_id": register["student_id"].astype("str"),
-            "date": pd.to_datetime(register["date"]).astype("datetime64[ns]"),
-            "status": register["status"].astype("str"),
-        }
-    )
-    pairs = pd.DataFrame(
+    con = connect()
+    for name, frame in _integer_frames(tables, population=population, spells=spells).items():
+        con.register(name, frame)
+    for statement in _STAGES:
+        con.execute(statement)
+    events = con.sql(_EVENTS_SQL).fetchnumpy()
+    per_pair = con.sql(_PAIRS_SQL).fetchnumpy()
+    con.close()
+    features = _features(per_pair, {k: np.asarray(v) for k, v in events.items()})
+    out = pd.DataFrame(
         {
             "student_id": population["student_id"].astype("str").to_numpy(),
-            "as_of": pd.to_datetime(population["as_of"]).astype("datetime64[ns]").to_numpy(),
+            "as_of": pd.to_datetime(population["as_of"]).to_numpy(dtype="datetime64[ns]"),
         }
     )
-    con = connect()
-    con.register("school_days_t", days)
-    con.register("terms_t", terms)
-    con.register("spells_t", spells.loc[:, ["student_id", "school_id", "from_date", "to_date"]])
-    con.register("att_t", att)
-    con.register("pairs_t", pairs)
-    sql = f"""
-    WITH sd AS (
-        SELECT school_id, CAST(date AS DATE) AS date, day_no,
-               CAST(term_start AS DATE) AS term_start, term_kind, day_in_term
-        FROM school_days_t
-    ),
-    terms AS (
-        SELECT school_id, CAST(term_start AS DATE) AS term_start, term_kind,
-               first_day_no, last_day_no
-        FROM terms_t
-    ),
-    sp0 AS (
-        SELECT student_id, school_id, CAST(from_date AS DATE) AS from_date,
-               CAST(to_date AS DATE) AS to_date
-        FROM spells_t
-    ),
-    sp1 AS (
-        SELECT sp0.*, coalesce(d.day_no, 0) + 1 AS lo
-        FROM sp0 ASOF LEFT JOIN sd d ON d.school_id = sp0.school_id AND d.date < sp0.from_date
+    for name in INT_FEATURES:
+        out[name] = features[name].astype("int64")
+    for name in FLOAT_FEATURES:
+        out[name] = features[name].astype("float64")
+    out = out.astype({"student_id": "str", "as_of": "datetime64[ns]"})
+    logger.debug("attendance features for %d (student, as_of) pairs", len(out))
+    return out
+
+
+# Stage 1: spells on school-day numbers, and the register's non-present days numbered by
+# student-day index k (temp tables `sd`, `sp`, `ev`, `st`).
+_STAGES = (
+    """
+    CREATE TEMP TABLE sd AS
+    SELECT school_id, date, day_no, term_start, term_kind, day_in_term FROM school_days_t
+    """,
+    """
+    CREATE TEMP TABLE sp AS
+    WITH sp1 AS (
+        SELECT s.student_id, s.school_id, s.from_date, s.to_date,
+               coalesce(d.day_no, 0) + 1 AS lo
+        FROM spells_t s ASOF LEFT JOIN sd d ON d.school_id = s.school_id AND d.date < s.from_date
     ),
     sp2 AS (
         SELECT sp1.*, coalesce(d.day_no, 0) AS hi
         FROM sp1 ASOF LEFT JOIN sd d ON d.school_id = sp1.school_id AND d.date <= sp1.to_date
-    ),
-    sp AS (
-        SELECT sp2.student_id, sp2.school_id, sp2.from_date, sp2.to_date, sp2.lo, sp2.hi,
-               d.date AS first_date,
-               coalesce(sum(sp2.hi - sp2.lo + 1) OVER (
-                   PARTITION BY sp2.student_id ORDER BY sp2.from_date
-                   ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS k0
-        FROM sp2 JOIN sd d ON d.school_id = sp2.school_id AND d.day_no = sp2.lo
-        WHERE sp2.hi >= sp2.lo
-    ),
-    att AS (
-        SELECT student_id, CAST(date AS DATE) AS date,
-               max(CASE status WHEN 'absent_unexcused' THEN 4 WHEN 'leave_sick' THEN 3
-                               WHEN 'leave_personal' THEN 2 WHEN 'late' THEN 1 ELSE 0 END)
-                   AS code
-        FROM att_t WHERE status <> 'present'
-        GROUP BY student_id, CAST(date AS DATE)
-    ),
-    ev AS (
-        SELECT a.student_id, sp.k0 + d.day_no - sp.lo + 1 AS k,
-               d.term_start, d.day_in_term,
-               (a.code = 4)::INTEGER AS u, (a.code IN (2, 3))::INTEGER AS l,
-               (a.code = 1)::INTEGER AS late
-        FROM att a
-        JOIN sp ON sp.student_id = a.student_id
-               AND a.date >= sp.from_date AND a.date <= sp.to_date
-        JOIN sd d ON d.school_id = sp.school_id AND d.date = a.date
-        WHERE a.code > 0
-    ),
-    cum AS (
-        SELECT student_id, k,
-               sum(u) OVER w AS cu, sum(l) OVER w AS cl, sum(late) OVER w AS clate
-        FROM ev
-        WINDOW w AS (PARTITION BY student_id ORDER BY k ROWS UNBOUNDED PRECEDING)
-    ),
-    runs AS (
-        SELECT student_id, k, term_start,
-               k - min(k) OVER (PARTITION BY student_id, g) + 1 AS run_all,
-               k - min(k) OVER (PARTITION BY student_id, term_start, gt) + 1 AS run_term
-        FROM (
-            SELECT student_id, k, term_start,
-                   k - row_number() OVER (PARTITION BY student_id ORDER BY k) AS g,
-                   k - row_number() OVER (PARTITION BY student_id, term_start ORDER BY k)
-                       AS gt
-            FROM ev WHERE u = 1
-        )
-    ),
-    early AS (
-        SELECT student_id, k, term_start FROM ev
-        WHERE day_in_term <= {TERM_START_DAYS} AND u + l > 0
-    ),
-    st AS (
-        SELECT sp.student_id, t.term_start, any_value(t.term_kind) AS term_kind,
-               min(sp.k0 + greatest(sp.lo, t.first_day_no) - sp.lo + 1) AS kts,
-               sum(least(sp.hi, t.last_day_no) - greatest(sp.lo, t.first_day_no) + 1)
-                   AS n_days,
-               min(greatest(sp.lo, t.first_day_no) - t.first_day_no + 1) AS first_term_day
-        FROM sp JOIN terms t
-          ON t.school_id = sp.school_id AND t.first_day_no <= sp.hi AND t.last_day_no >= sp.lo
-        GROUP BY sp.student_id, t.term_start
-    ),
-    p AS (
-        SELECT row_number() OVER () AS pair_no, student_id, CAST(as_of AS DATE) AS as_of
-        FROM pairs_t
-    ),
-    pk1 AS (
+    )
+    SELECT sp2.student_id, sp2.school_id, sp2.from_date, sp2.to_date, sp2.lo, sp2.hi,
+           d.date AS first_date,
+           coalesce(sum(sp2.hi - sp2.lo + 1) OVER (
+               PARTITION BY sp2.student_id ORDER BY sp2.from_date
+               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS k0
+    FROM sp2 JOIN sd d ON d.school_id = sp2.school_id AND d.day_no = sp2.lo
+    WHERE sp2.hi >= sp2.lo
+    """,
+    """
+    CREATE TEMP TABLE ev AS
+    WITH att AS (SELECT student_id, date, max(code) AS code FROM att_t GROUP BY student_id, date)
+    SELECT a.student_id, sp.k0 + d.day_no - sp.lo + 1 AS k, d.term_start, d.day_in_term,
+           (a.code = 4)::INTEGER AS u, (a.code IN (2, 3))::INTEGER AS l,
+           (a.code = 1)::INTEGER AS late
+    FROM att a
+    JOIN sp ON sp.student_id = a.student_id
+    JOIN sd d ON d.school_id = sp.school_id AND d.date = a.date
+    WHERE a.date >= sp.from_date AND a.date <= sp.to_date
+    """,
+    """
+    CREATE TEMP TABLE st AS
+    SELECT sp.student_id, t.term_start, any_value(t.term_kind) AS term_kind,
+           min(sp.k0 + greatest(sp.lo, t.first_day_no) - sp.lo + 1) AS kts,
+           sum(least(sp.hi, t.last_day_no) - greatest(sp.lo, t.first_day_no) + 1) AS n_days,
+           min(greatest(sp.lo, t.first_day_no) - t.first_day_no + 1) AS first_term_day
+    FROM sp JOIN terms_t t
+      ON t.school_id = sp.school_id AND t.first_day_no <= sp.hi AND t.last_day_no >= sp.lo
+    GROUP BY sp.student_id, t.term_start
+    """,
+)
+
+# Stage 2: the numbered days, sorted by student and k, for the numpy step.
+_EVENTS_SQL = """
+    SELECT student_id, k, term_start, day_in_term, u, l, late FROM ev ORDER BY student_id, k
+"""
+
+# Stage 3: per (student, as_of) pair: K, the current and previous term, runs, term starts.
+_PAIRS_SQL = """
+    WITH pk1 AS (
         SELECT p.pair_no, p.student_id, p.as_of, sp.school_id, sp.lo, sp.hi, sp.k0
-        FROM p ASOF LEFT JOIN sp ON sp.student_id = p.student_id AND sp.first_date < p.as_of
+        FROM pairs_t p ASOF LEFT JOIN sp ON sp.student_id = p.student_id AND sp.first_date < p.as_of
     ),
     pk2 AS (
         SELECT pk1.*, d.day_no AS cnt
         FROM pk1 ASOF LEFT JOIN sd d ON d.school_id = pk1.school_id AND d.date < pk1.as_of
     ),
     pk AS (
-        SELECT pair_no, student_id, as_of, school_id,
+        SELECT pair_no, student_id, school_id,
                coalesce(k0 + least(hi, cnt) - lo + 1, 0) AS kk, least(hi, cnt) AS last_day_no
         FROM pk2
     ),
@@ -297,72 +304,182 @@ def attendance_features(
         SELECT pt0.*, st.kts AS kts_prev, st.n_days AS n_prev
         FROM pt0 ASOF LEFT JOIN st ON st.student_id = pt0.student_id AND st.kts < pt0.kts_cur
     ),
-    lk AS ({_lookup_sql()}),
-    lv AS (
-        SELECT lk.pair_no, lk.which,
-               coalesce(c.cu, 0) AS cu, coalesce(c.cl, 0) AS cl, coalesce(c.clate, 0) AS clate
-        FROM lk ASOF LEFT JOIN cum c ON c.student_id = lk.student_id AND c.k <= lk.x
-    ),
-    piv AS (SELECT pair_no, {_pivot_sql()} FROM lv GROUP BY pair_no),
-    cur_run AS (
-        SELECT pt.pair_no, r.run_all
-        FROM pt JOIN runs r ON r.student_id = pt.student_id AND r.k = pt.kk
-    ),
-    long_run AS (
-        SELECT pt.pair_no, max(r.run_term) AS longest
-        FROM pt JOIN runs r
-          ON r.student_id = pt.student_id AND r.term_start = pt.cur_term AND r.k <= pt.kk
-        GROUP BY pt.pair_no
-    ),
     spring AS (
-        SELECT pk.pair_no, pk.student_id, pk.kk, s.term_start, s.first_term_day
-        FROM pk ASOF JOIN (SELECT * FROM st WHERE term_kind = 'spring') s
+        SELECT pk.pair_no, s.term_start AS spring_term, s.first_term_day AS spring_ftd
+        FROM pk ASOF JOIN (SELECT * FROM st WHERE term_kind = 1) s
           ON s.student_id = pk.student_id AND s.kts <= pk.kk
     ),
     sept AS (
-        SELECT pk.pair_no, pk.student_id, pk.kk, s.term_start, s.first_term_day
-        FROM pk ASOF JOIN (SELECT * FROM st WHERE term_kind = 'september') s
+        SELECT pk.pair_no, s.term_start AS sept_term, s.first_term_day AS sept_ftd
+        FROM pk ASOF JOIN (SELECT * FROM st WHERE term_kind = 2) s
           ON s.student_id = pk.student_id AND s.kts <= pk.kk
-    ),
-    spring_n AS (
-        SELECT b.pair_no, any_value(b.first_term_day) AS spring_ftd, count(e.k) AS spring_missed
-        FROM spring b LEFT JOIN early e
-          ON e.student_id = b.student_id AND e.term_start = b.term_start AND e.k <= b.kk
-        GROUP BY b.pair_no
-    ),
-    sept_n AS (
-        SELECT b.pair_no, any_value(b.first_term_day) AS sept_ftd, count(e.k) AS sept_missed
-        FROM sept b LEFT JOIN early e
-          ON e.student_id = b.student_id AND e.term_start = b.term_start AND e.k <= b.kk
-        GROUP BY b.pair_no
-    ),
-    wide AS (
-        SELECT pt.pair_no, pt.kk, pt.kts_cur, pt.kts_prev, pt.n_prev, piv.*,
-               cur_run.run_all, long_run.longest,
-               spring_n.spring_ftd, spring_n.spring_missed,
-               sept_n.sept_ftd, sept_n.sept_missed
-        FROM pt
-        JOIN piv USING (pair_no)
-        LEFT JOIN cur_run USING (pair_no)
-        LEFT JOIN long_run USING (pair_no)
-        LEFT JOIN spring_n USING (pair_no)
-        LEFT JOIN sept_n USING (pair_no)
     )
-    SELECT pair_no, {_feature_sql()}
-    FROM wide ORDER BY pair_no
+    SELECT pt.pair_no, pt.student_id, pt.kk, pt.cur_term, pt.kts_cur, pt.kts_prev, pt.n_prev,
+           spring.spring_term, spring.spring_ftd, sept.sept_term, sept.sept_ftd
+    FROM pt
+    LEFT JOIN spring USING (pair_no)
+    LEFT JOIN sept USING (pair_no)
+    ORDER BY pt.pair_no
+"""
+
+
+class _Steps:
+    """Step functions per group: the value at the last row with ``k <= x`` of a group.
+
+    Rows are (group, k) with integer keys, sorted here by (group, k). Columns in `last`
+    are kept as they are, those in `cumulative` summed and those in `running_max`
+    maximised along each group, in that order. `at` answers many (group, x) queries
+    with `numpy.searchsorted` and gives `default` where the group has no row with
+    ``k <= x``.
     """
-    result = con.sql(sql).df()
-    con.close()
-    out = pd.DataFrame(
-        {
-            "student_id": pairs["student_id"].to_numpy(),
-            "as_of": pairs["as_of"].to_numpy(),
+
+    def __init__(
+        self,
+        group: np.ndarray,
+        k: np.ndarray,
+        *,
+        last: dict[str, np.ndarray] | None = None,
+        cumulative: dict[str, np.ndarray] | None = None,
+        running_max: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        group = group.astype(np.int64)
+        k = k.astype(np.int64)
+        in_order = bool(
+            np.all((group[1:] > group[:-1]) | ((group[1:] == group[:-1]) & (k[1:] >= k[:-1])))
+        )
+        order = np.arange(len(k)) if in_order else np.lexsort((k, group))
+        sorted_group = group[order]
+        first = np.ones(len(k), dtype=bool)
+        first[1:] = sorted_group[1:] != sorted_group[:-1]
+        self.groups = sorted_group[first]
+        self.dense = np.cumsum(first, dtype=np.int64) - 1
+        self.keys = (self.dense << 32) | k[order]
+        self.values: dict[str, np.ndarray] = {}
+        for name, v in (last or {}).items():
+            self.values[name] = v[order]
+        for name, v in (cumulative or {}).items():
+            self.values[name] = _group_cumsum(self.dense, v[order].astype(np.int64))
+        for name, v in (running_max or {}).items():
+            series = pd.Series(v[order].astype(np.int64))
+            self.values[name] = series.groupby(self.dense).cummax().to_numpy(np.int64)
+
+    def at(self, group: np.ndarray, x: np.ndarray, default: float = 0.0) -> dict[str, np.ndarray]:
+        """Values at the last row with ``k <= x`` in each queried group (x may be NaN)."""
+        x_int = np.nan_to_num(np.asarray(x, dtype=np.float64), nan=-1.0)
+        x_int = np.clip(x_int, -1, 2**31 - 1).astype(np.int64)
+        n = len(self.keys)
+        if n == 0:
+            return {name: np.full(len(x_int), default) for name in self.values}
+        g = np.clip(np.searchsorted(self.groups, group), 0, len(self.groups) - 1)
+        query = (g.astype(np.int64) << 32) | np.clip(x_int, 0, None)
+        idx = np.clip(np.searchsorted(self.keys, query, side="right") - 1, 0, n - 1)
+        found = (self.groups[g] == group) & (x_int >= 0) & (self.dense[idx] == g)
+        found &= (self.keys[idx] & 0xFFFFFFFF) <= x_int
+        return {
+            name: np.where(found, v[idx], default).astype(np.float64)
+            for name, v in self.values.items()
         }
-    )
-    for name in INT_FEATURES:
-        out[name] = result[name].to_numpy().astype("int64")
-    for name in FLOAT_FEATURES:
-        out[name] = result[name].to_numpy().astype("float64")
-    out = out.astype({"student_id": "str", "as_of": "datetime64[ns]"})
-    logger.debug("attendance features for %d (student, as_of) pairs", len(out))
+
+
+def _group_cumsum(group: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Cumulative sum of `values` within runs of equal `group` (rows sorted by group)."""
+    total = np.cumsum(values, dtype=np.int64)
+    starts = np.ones(len(group), dtype=bool)
+    starts[1:] = group[1:] != group[:-1]
+    first = np.maximum.accumulate(np.where(starts, np.arange(len(group)), 0))
+    result: np.ndarray = total - (total - values)[first]
+    return result
+
+
+def _run_lengths(breaks: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Length so far of the run each row is in; a run starts where `breaks` is True."""
+    start = np.maximum.accumulate(np.where(breaks, np.arange(len(k)), 0))
+    lengths: np.ndarray = (k - k[start] + 1).astype(np.int64)
+    return lengths
+
+
+def _masked(values: np.ndarray) -> np.ndarray:
+    """A fetched column as float64 with NaN for NULL."""
+    if isinstance(values, np.ma.MaskedArray):
+        filled: np.ndarray = np.ma.filled(values.astype(np.float64), np.nan)
+        return filled
+    return np.asarray(values, dtype=np.float64)
+
+
+def _features(pairs: dict[str, np.ndarray], events: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The feature columns from the per-pair facts and the numbered days.
+
+    `events` holds the students' non-present school days sorted by (``student_id``,
+    ``k``), with ``term_start`` (int days), ``day_in_term`` and 0/1 ``u`` (unexcused),
+    ``l`` (leave), ``late``. `pairs` holds, per (student, as_of): ``kk`` (K), the current
+    term's start and first index ``kts_cur``, the previous term's ``kts_prev`` and length
+    ``n_prev``, the most recent spring / September term start and the student's first
+    day in it (``*_term``, ``*_ftd``).
+    """
+    sid = np.asarray(events["student_id"], dtype=np.int64)
+    k = np.asarray(events["k"], dtype=np.int64)
+    term = np.asarray(events["term_start"], dtype=np.int64)
+    u, leave, late = (np.asarray(events[c], dtype=np.int64) for c in ("u", "l", "late"))
+    counts = _Steps(sid, k, cumulative={"cu": u, "cl": leave, "clate": late})
+    # Runs of consecutive unexcused student-days, over all days and within a term.
+    is_u = u == 1
+    su, ku, tu = sid[is_u], k[is_u], term[is_u]
+    new_run = np.ones(len(su), dtype=bool)
+    new_run[1:] = (su[1:] != su[:-1]) | (ku[1:] != ku[:-1] + 1)
+    new_term_run = new_run.copy()
+    new_term_run[1:] |= tu[1:] != tu[:-1]
+    runs = _Steps(su, ku, last={"run": _run_lengths(new_run, ku), "k": ku})
+    longest = _Steps((su << 32) | tu, ku, running_max={"n": _run_lengths(new_term_run, ku)})
+    # Days missed in the first TERM_START_DAYS school days of each term.
+    early = (np.asarray(events["day_in_term"]) <= TERM_START_DAYS) & ((u + leave) > 0)
+    ones = np.ones(int(early.sum()), dtype=np.int64)
+    starts = _Steps((sid[early] << 32) | term[early], k[early], cumulative={"n": ones})
+
+    student = np.asarray(pairs["student_id"], dtype=np.int64)
+    kk = _masked(pairs["kk"])
+    kts_cur = _masked(pairs["kts_cur"])
+    kts_prev = _masked(pairs["kts_prev"])
+    n_prev = _masked(pairs["n_prev"])
+    out: dict[str, np.ndarray] = {}
+    now = counts.at(student, kk)
+    back = {n: counts.at(student, kk - n) for n in sorted({*WINDOWS, 2 * TREND_DAYS})}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for n in WINDOWS:
+            days = np.minimum(n, kk)
+            unexcused = now["cu"] - back[n]["cu"]
+            leave_days = now["cl"] - back[n]["cl"]
+            out[f"unexcused_{n}d"] = unexcused
+            out[f"leave_{n}d"] = leave_days
+            out[f"unexcused_rate_{n}d"] = np.where(kk > 0, unexcused / days, np.nan)
+            out[f"leave_rate_{n}d"] = np.where(kk > 0, leave_days / days, np.nan)
+        t = TREND_DAYS
+        out["late_30d"] = now["clate"] - back[t]["clate"]
+        last_run = runs.at(student, kk)
+        run = np.where(last_run["k"] == kk, last_run["run"], 0.0)
+        out["unexcused_run"] = run
+        out["escalation_level"] = np.minimum(run, ESCALATION_MAX)
+        cur_term = np.nan_to_num(_masked(pairs["cur_term"]), nan=0).astype(np.int64)
+        out["unexcused_longest_run_term"] = longest.at((student << 32) | cur_term, kk)["n"]
+        out["active_days_90d"] = np.minimum(kk, 90)
+        last = (now["cu"] - back[t]["cu"]) / t
+        before = (back[t]["cu"] - back[2 * t]["cu"]) / np.minimum(t, kk - t)
+        out["unexcused_trend_30d"] = np.where(kk > t, last - before, np.nan)
+        term_days = kk - kts_cur + 1
+        rate_term = (now["cu"] - counts.at(student, kts_cur - 1)["cu"]) / term_days
+        out["unexcused_rate_term"] = np.where(np.isnan(kts_cur), np.nan, rate_term)
+        same_point = np.minimum(term_days, n_prev)
+        prev_from = counts.at(student, kts_prev - 1)["cu"]
+        prev_to = counts.at(student, kts_prev + same_point - 1)["cu"]
+        rate_prev = (prev_to - prev_from) / same_point
+        out["unexcused_rate_term_change"] = np.where(
+            np.isnan(kts_prev), np.nan, rate_term - rate_prev
+        )
+        for kind, name in (
+            ("spring", "missed_after_spring_start"),
+            ("sept", "missed_after_september_start"),
+        ):
+            first_day = _masked(pairs[f"{kind}_ftd"])
+            start = np.nan_to_num(_masked(pairs[f"{kind}_term"]), nan=0).astype(np.int64)
+            missed = starts.at((student << 32) | start, kk)["n"]
+            out[name] = np.where(first_day <= TERM_START_DAYS, missed, np.nan)
     return out
