@@ -96,4 +96,6 @@ def family_features(tables: RawTables, *, population: pd.DataFrame) -> pd.DataFr
     if missing:
         logger.warning("%d missing family flags read as 0", missing)
     merged = keys.merge(out, on="student_id", how="left", validate="m:1")
-    return merged.astype(dict.fromkeys(FEATURES, "int64"))
+    return merged.loc[:, ["student_id", "as_of", *FEATURES]].astype(
+        dict.fromkeys(FEATURES, "int64")
+    )
