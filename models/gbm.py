@@ -6,6 +6,7 @@ interface as the baselines), fitted with early stopping on a later slice of time
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -89,7 +90,10 @@ def fit_classifier(
     (the ranking quality that matters for a capacity-sized list)."""
     fit_kwargs: dict[str, Any] = {}
     if X_valid is not None and y_valid is not None and 0 < int(np.sum(y_valid)) < len(y_valid):
-        fit_kwargs["eval_set"] = [(X_valid, y_valid)]
+        if "eval_X" in inspect.signature(model.fit).parameters:  # lightgbm >= 4.6
+            fit_kwargs["eval_X"], fit_kwargs["eval_y"] = (X_valid,), (y_valid,)
+        else:
+            fit_kwargs["eval_set"] = [(X_valid, y_valid)]
         fit_kwargs["eval_metric"] = "average_precision"
         fit_kwargs["callbacks"] = [
             lgb.early_stopping(early_stopping_rounds, first_metric_only=True, verbose=False)

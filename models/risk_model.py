@@ -6,9 +6,11 @@ snapshot frame (`features.snapshot.build_snapshot`), checks it against the contr
 returns one row per student with the calibrated `risk_score`, its `rank`, the raw margin
 and the top reasons (reason group, reason_code, feature, value, contribution).
 
-Logged "from code": MLflow executes this file at load time, and its last line hands
-MLflow the model object; `load_context` rebuilds everything from the artifacts, so nothing
-is unpickled. Reasons come from the uncalibrated booster's log-odds SHAP values;
+Logged "from code": MLflow executes `models/risk_model_entry.py` at load time, which
+imports this class from the installed package and hands MLflow a fresh instance (so the
+loaded object *is* a `models.risk_model.RiskModel`, not a copy of the class defined by
+re-executing this file); `load_context` rebuilds everything from the artifacts, so
+nothing is unpickled. Reasons come from the uncalibrated booster's log-odds SHAP values;
 calibration is monotone, so the order of students agrees.
 """
 
@@ -20,7 +22,6 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from mlflow.models import set_model
 from mlflow.pyfunc import PythonModel
 
 from models.calibration import Calibrator
@@ -161,5 +162,3 @@ class RiskModel(PythonModel):  # type: ignore[misc]
                 ]
         return out.reset_index(drop=True)
 
-
-set_model(RiskModel())

@@ -21,7 +21,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-import models.risk_model as risk_model_module
+import models.risk_model_entry as risk_model_entry
 from models.risk_model import RiskModel
 
 logger = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def log_risk_model(
         artifacts = model.save_parts(Path(tmp))
         info = mlflow.pyfunc.log_model(
             name=MODEL_ARTIFACT,
-            python_model=risk_model_module.__file__,
+            python_model=risk_model_entry.__file__,
             artifacts=artifacts,
             input_example=input_example,
             registered_model_name=model_name,
