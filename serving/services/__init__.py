@@ -1,0 +1,1 @@
+"""Services: plain functions taking a session, a viewer and plain values (no HTTP)."""
