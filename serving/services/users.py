@@ -19,6 +19,7 @@ import datetime as dt
 import logging
 import re
 from collections.abc import Iterable
+from functools import cache
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
@@ -46,8 +47,11 @@ STAFF_ROLES_BY_ROLE: dict[str, tuple[str, ...]] = {
     "researcher": ("researcher",),
 }
 
-# Verified against when the username is unknown, so both failures take as long.
-_DUMMY_HASH = hash_password("not-a-password-anyone-has")
+
+@cache
+def _dummy_hash() -> str:
+    """Verified against when the username is unknown, so both failures take as long."""
+    return hash_password("not-a-password-anyone-has")
 
 
 class InvalidUser(ValueError):
@@ -95,7 +99,7 @@ def _row(user: User) -> UserRow:
         role=user.role,
         staff_role=user.staff_role,
         school_id=user.school_id,
-        class_ids=tuple(c.class_id for c in user.classes),
+        class_ids=tuple(sorted(c.class_id for c in user.classes)),
         active=user.active,
         created_at=user.created_at,
     )
@@ -212,7 +216,7 @@ def authenticate(session: Session, username: str, password: str) -> Viewer:
     """
     user = _find(session, username) if USERNAME_PATTERN.fullmatch(username or "") else None
     if user is None:
-        verify_password(password, _DUMMY_HASH)
+        verify_password(password, _dummy_hash())
         raise InvalidCredentials()
     if not verify_password(password, user.password_hash) or not user.active:
         raise InvalidCredentials()
