@@ -2,10 +2,10 @@
 
 The database comes from the caller, never from a global ini file:
 `serving.storage.db.migrate(url)` hands over an open connection in
-`config.attributes["connection"]`. From the `alembic` command line, pass the URL with
-`-x url=sqlite:///var/baoxue.db` (with `-c` pointing at any ini naming
-`script_location = serving/storage/migrations`); without one, the URL of
-`serving.settings.get_settings()` is used.
+`config.attributes["connection"]` (or a URL in `config.attributes["url"]`). From the
+`alembic` command line, pass the URL with `-x url=sqlite:///var/baoxue.db` (with `-c`
+pointing at any ini naming `script_location = serving/storage/migrations`); without one,
+the URL of `serving.settings.get_settings()` is used.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ target_metadata = Base.metadata
 
 
 def _url() -> str:
-    url = context.get_x_argument(as_dictionary=True).get("url")
+    url = config.attributes.get("url") or context.get_x_argument(as_dictionary=True).get("url")
     if url:
         return url
     from serving.settings import get_settings
