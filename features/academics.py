@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pandas as pd
 
 from features.enrolment import connect, enrolment_rows
@@ -87,6 +88,7 @@ def academic_features(tables: RawTables, *, population: pd.DataFrame) -> pd.Data
     grades = grades[grades["max_score"] > 0]
     pairs = pd.DataFrame(
         {
+            "pair_no": np.arange(len(population), dtype=np.int64),
             "student_id": population["student_id"].astype("str").to_numpy(),
             "as_of": pd.to_datetime(population["as_of"]).astype("datetime64[ns]").to_numpy(),
         }
@@ -156,7 +158,7 @@ def academic_features(tables: RawTables, *, population: pd.DataFrame) -> pd.Data
         FROM gr WHERE share IS NULL GROUP BY student_id, school_year, term, date
     ),
     p AS (
-        SELECT row_number() OVER () AS pair_no, student_id, CAST(as_of AS DATE) AS as_of,
+        SELECT pair_no, student_id, CAST(as_of AS DATE) AS as_of,
                CASE WHEN month(as_of) >= 8 THEN year(as_of) ELSE year(as_of) - 1 END AS sy,
                CASE WHEN month(as_of) >= 8 OR month(as_of) = 1 THEN 1 ELSE 2 END AS tm
         FROM pairs_t

@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 POPULATION_COLUMNS = ("student_id", "as_of", "school_id", "class_id", "grade_level", "school_year")
 TRANSITION_GRADES = (6, 7, 9)
 """Grades at a transition: the last primary year, the first junior year, graduation year."""
+JUNIOR_FIRST_GRADE = 7
 SCHOOL_START_AGE = 5.5
 """Expected age of a grade-g pupil in the middle of a school year is g + 5.5 (school
 starts at 6, the September after the sixth birthday; mid-year adds about half a year)."""
@@ -270,7 +271,7 @@ def enrolment_features(tables: RawTables, *, population: pd.DataFrame) -> pd.Dat
           enrolment row now in force (a new school this school year), 0 when the student
           was at this school the school year before; NaN when the export holds no
           earlier row for the student and no rows at all for the previous school year
-          (grade 1 counts as new).
+          (grade 1, and grade 7 at a ``junior`` school, count as new).
         * ``dropout_returns`` (int64): ``return`` events before as_of (辍返生 when > 0).
         * ``days_since_return`` (float64): days since the last ``return``; NaN if none.
         * ``dropouts_before`` (int64): ``dropout`` events before as_of.
@@ -278,6 +279,7 @@ def enrolment_features(tables: RawTables, *, population: pd.DataFrame) -> pd.Dat
         * ``transfers_in`` (int64): ``transfer_in`` events before as_of.
     """
     pairs = population.loc[:, ["student_id", "as_of", "school_id", "grade_level", "school_year"]]
+    pairs = pairs.assign(pair_no=np.arange(len(pairs), dtype=np.int64))
     enr = enrolment_rows(tables.enrolments).sort_values(
         ["student_id", "start_date", "school_year"], kind="stable"
     )
@@ -302,7 +304,7 @@ def enrolment_features(tables: RawTables, *, population: pd.DataFrame) -> pd.Dat
     con.register("years_present", years_present)
     sql = """
     WITH p AS (
-        SELECT row_number() OVER () AS pair_no, student_id, CAST(as_of AS DATE) AS as_of,
+        SELECT pair_no, student_id, CAST(as_of AS DATE) AS as_of,
                school_id, grade_level, school_year
         FROM pairs
     ),
@@ -367,7 +369,18 @@ def enrolment_features(tables: RawTables, *, population: pd.DataFrame) -> pd.Dat
     row_start = pd.to_datetime(raw["row_start"]).astype("datetime64[ns]")
     new_here = (change >= row_start).astype("float64")
     first_row = raw["first_row"].astype("boolean").fillna(False).astype(bool)
-    unknown = first_row & (raw["grade_level"] > 1) & (raw["prev_year_known"] == 0)
+    levels = dict(
+        zip(
+            tables.schools["school_id"].astype("str"),
+            tables.schools["level"].astype("str"),
+            strict=True,
+        )
+    )
+    junior_entry = (population["grade_level"].to_numpy() == JUNIOR_FIRST_GRADE) & (
+        population["school_id"].astype("str").map(levels).to_numpy() == "junior"
+    )
+    starts_here = (raw["grade_level"] == 1).to_numpy() | junior_entry
+    unknown = first_row & ~starts_here & (raw["prev_year_known"] == 0)
     unknown &= ~(last_in >= row_start)
     new_here = new_here.where(~unknown, np.nan).where(change.notna(), np.nan)
     last_return = pd.to_datetime(raw["last_return"]).astype("datetime64[ns]")

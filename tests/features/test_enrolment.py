@@ -170,6 +170,12 @@ def test_school_change_from_enrolment_rows_and_transfer_in() -> None:
     assert features.loc["C", "days_since_school_change"] == 18
 
 
+def test_grade_7_at_a_junior_school_is_new_even_without_an_earlier_row() -> None:
+    tables = F.tables(enrolments=[("A", 2024, "S1", "C1", 7)])  # S1 is a junior school
+    population = enrolled_population(tables, as_ofs=[D(2024, 11, 1)])
+    assert enrolment_features(tables, population=population)["new_at_school_this_year"][0] == 1
+
+
 def test_new_at_school_is_unknown_when_the_export_starts_with_the_student_there() -> None:
     tables = F.tables(enrolments=[("A", 2024, "S1", "C1", 4)])
     population = enrolled_population(tables, as_ofs=[D(2024, 11, 1)])
