@@ -94,7 +94,10 @@ def fit_classifier(
             fit_kwargs["eval_X"], fit_kwargs["eval_y"] = (X_valid,), (y_valid,)
         else:
             fit_kwargs["eval_set"] = [(X_valid, y_valid)]
-        fit_kwargs["eval_metric"] = "average_precision"
+        # As the model's only metric: with eval_metric the objective's logloss would come
+        # first and first_metric_only would stop on it (250 trees instead of ~20 on the
+        # synthetic county, test PR-AUC 0.094 instead of 0.144).
+        model.set_params(metric="average_precision")
         fit_kwargs["callbacks"] = [
             lgb.early_stopping(early_stopping_rounds, first_metric_only=True, verbose=False)
         ]

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -269,14 +270,11 @@ def _metrics_table(summary: Any) -> str:
     return "\n".join(lines)
 
 
-DateOption = Annotated[Any, typer.Option(formats=["%Y-%m-%d"])]
-
-
 @app.command()
 def train(
     export_dir: Annotated[Path, typer.Argument(help="Export folder (see docs/data-contract.md).")],
     train_until: Annotated[
-        Any,
+        datetime | None,
         typer.Option(
             "--train-until",
             formats=["%Y-%m-%d"],
@@ -286,7 +284,7 @@ def train(
         ),
     ] = None,
     test_to: Annotated[
-        Any,
+        datetime | None,
         typer.Option("--test-to", formats=["%Y-%m-%d"], help="Last test as_of (default: last)."),
     ] = None,
     horizon: Annotated[
@@ -374,10 +372,11 @@ def evaluate(
         str, typer.Option("--model", help="Registry alias (champion, challenger) or version.")
     ] = "champion",
     date_from: Annotated[
-        Any, typer.Option("--from", formats=["%Y-%m-%d"], help="First as_of (YYYY-MM-DD).")
+        datetime | None,
+        typer.Option("--from", formats=["%Y-%m-%d"], help="First as_of (YYYY-MM-DD)."),
     ] = None,
     date_to: Annotated[
-        Any, typer.Option("--to", formats=["%Y-%m-%d"], help="Last as_of (YYYY-MM-DD).")
+        datetime | None, typer.Option("--to", formats=["%Y-%m-%d"], help="Last as_of (YYYY-MM-DD).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     capacity_share: Annotated[

@@ -22,6 +22,9 @@ logger = logging.getLogger(__name__)
 
 MODEL = "lightgbm"
 BASELINES = ("escalation_ladder", "hardship_count", "logistic")
+# What a teacher's list actually shows: ladder alerts first (3+ days, then 2, then 1),
+# then everyone else by the model's risk_score. Evaluated beside the model alone.
+SERVED = "ladder_then_lightgbm"
 
 
 @dataclass
@@ -143,4 +146,6 @@ def score_frame(fitted: FittedModels, frame: pd.DataFrame) -> pd.DataFrame:
     X = frame.loc[:, list(fitted.risk_model.contract.feature_names)].astype(np.float64)  # type: ignore[union-attr]
     for name, estimator in fitted.baselines.items():
         out[name] = estimator.predict_proba(X)[:, 1]
+    if "escalation_level" in frame.columns:
+        out[SERVED] = frame["escalation_level"].to_numpy(dtype=float) + out[MODEL]
     return out

@@ -28,7 +28,15 @@ from training.evaluate import (
     plot_reliability,
 )
 from training.fairness import disparities, fairness_audit, plot_fairness
-from training.fit import BASELINES, MODEL, FittedModels, fit_baselines, fit_models, score_frame
+from training.fit import (
+    BASELINES,
+    MODEL,
+    SERVED,
+    FittedModels,
+    fit_baselines,
+    fit_models,
+    score_frame,
+)
 from training.matrices import (
     FAIRNESS_GROUPS,
     labelled_snapshots,
@@ -165,7 +173,7 @@ def fit_and_evaluate(
     scores = score_frame(fitted, frames.test)
     evaluation = evaluate_scores(
         scores,
-        score_columns=[MODEL, *BASELINES],
+        score_columns=[MODEL, *BASELINES, *([SERVED] if SERVED in scores.columns else [])],
         capacity_share=config.capacity_share,
         probability_columns=[MODEL, *BASELINES],
     )
@@ -422,7 +430,7 @@ def evaluate_registered(
     scores = score_frame(fitted, frames.test)
     evaluation = evaluate_scores(
         scores,
-        score_columns=[MODEL, *BASELINES],
+        score_columns=[MODEL, *BASELINES, *([SERVED] if SERVED in scores.columns else [])],
         capacity_share=config.capacity_share,
         probability_columns=[MODEL, *BASELINES],
     )
@@ -440,6 +448,7 @@ def evaluate_registered(
         "capacity_share": config.capacity_share,
         **result,
         "baselines": {name: evaluation[name].to_dict() for name in BASELINES},
+        "served_list": (evaluation[SERVED].to_dict() if SERVED in evaluation.models else None),
         "fairness": audit.replace({np.nan: None}).to_dict(orient="records"),
         "disparities": disparities(audit),
     }

@@ -36,7 +36,7 @@ def test_scores_are_calibrated_probabilities_ranked_with_reasons(champion, snaps
     top = scored.sort_values("rank").iloc[0]
     assert top["risk_score"] == scored["risk_score"].max()
     assert isinstance(top["reason_1_code"], str)
-    codes = {c for c in scored["reason_1_code"].dropna()}
+    codes = set(scored["reason_1_code"].dropna())
     assert codes <= set(model.contract.reason_codes.values())
 
 

@@ -1,0 +1,139 @@
+"""The `baoxue` command line, run in process with real files and a real MLflow store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from serving.cli import app
+from serving.settings import get_settings
+from tests.features.export_factory import write_valid_export
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """Settings pointing at a fresh home folder."""
+    monkeypatch.setenv("BAOXUE_PATHS__HOME", str(tmp_path / "home"))
+    get_settings.cache_clear()
+    yield tmp_path / "home"
+    get_settings.cache_clear()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def test_help_reads_like_a_manual():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for command in ("synth", "validate", "train", "evaluate", "demo", "import"):
+        assert command in result.output
+    train_help = invoke("train", "--help").output
+    assert "--train-until" in train_help and "champion" in train_help
+
+
+def test_validate_a_valid_export_prints_the_summary(tmp_path):
+    export = write_valid_export(tmp_path / "ok")
+    result = invoke("validate", str(export))
+    assert result.exit_code == 0, result.output
+    assert "valid export" in result.output
+    assert "Rows per table" in result.output
+    assert "students" in result.output
+
+
+def test_validate_a_bad_export_names_file_row_column_and_value(tmp_path):
+    export = write_valid_export(tmp_path / "bad")
+    attendance = pd.read_csv(export / "attendance.csv", dtype=str)
+    attendance.loc[0, "status"] = "skipped"
+    attendance.to_csv(export / "attendance.csv", index=False)
+    (export / "grades.csv").unlink()
+    result = invoke("validate", str(export))
+    assert result.exit_code == 1
+    out = result.output
+    assert "attendance.csv" in out and "row 2" in out and "status" in out and "skipped" in out
+    assert "grades" in out
+    assert "Traceback" not in out
+
+
+def test_validate_a_missing_folder_is_a_clear_error(tmp_path):
+    result = invoke("validate", str(tmp_path / "nowhere"))
+    assert result.exit_code == 1
+    assert "is not a folder" in result.output
+
+
+def test_synth_is_deterministic_and_valid(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert (
+        invoke("synth", str(a), "--students", "300", "--years", "2", "--seed", "5").exit_code == 0
+    )
+    assert (
+        invoke("synth", str(b), "--students", "300", "--years", "2", "--seed", "5").exit_code == 0
+    )
+    for name in ("students", "attendance", "status_events"):
+        assert (a / f"{name}.csv").read_bytes() == (b / f"{name}.csv").read_bytes()
+    assert invoke("validate", str(a)).exit_code == 0
+
+
+def test_train_on_bad_input_writes_nothing(tmp_path, home):
+    export = write_valid_export(tmp_path / "bad")
+    (export / "students.csv").write_text("", encoding="utf-8")
+    result = invoke("train", str(export))
+    assert result.exit_code == 1
+    assert "students.csv" in result.output
+    assert not (home / "mlflow.db").exists()
+
+
+def test_import_oulad_writes_a_valid_export(tmp_path):
+    src = Path(__file__).resolve().parents[3] / "shared" / "data" / "oulad"
+    if not src.is_dir():
+        pytest.skip("the OULAD data folder is not next to the repository")
+    out = tmp_path / "oulad"
+    result = invoke("import", "oulad", str(src), str(out))
+    assert result.exit_code == 0, result.output
+    assert invoke("validate", str(out)).exit_code == 0
+
+
+def test_train_then_evaluate_json(small_export, home):
+    result = invoke("train", str(small_export), "--horizon", "90")
+    assert result.exit_code == 0, result.output
+    for name in ("lightgbm", "escalation_ladder", "hardship_count", "logistic"):
+        assert name in result.output
+    assert "registered version 1 as 'champion'" in result.output
+
+    window = [line for line in result.output.splitlines() if line.startswith("test window")][0]
+    date_from, date_to = window.split()[2], window.split()[4]
+    result = invoke(
+        "evaluate",
+        str(small_export),
+        "--model",
+        "champion",
+        "--from",
+        date_from,
+        "--to",
+        date_to,
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    for key in (
+        "auc",
+        "pr_auc",
+        "brier",
+        "precision_at_k",
+        "recall_at_k",
+        "k",
+        "n_students",
+        "n_positive",
+        "baselines",
+        "per_as_of",
+        "fairness",
+    ):
+        assert key in report
+    assert set(report["baselines"]) == {"escalation_ladder", "hardship_count", "logistic"}
+    assert 0.5 < report["auc"] <= 1
