@@ -71,12 +71,18 @@ def test_top_reasons_rank_groups_and_use_present_values(booster_and_X):
 def test_heavy_absence_is_the_first_reason(booster_and_X):
     booster, X = booster_and_X
     pupil = pd.DataFrame(
-        [{"unexcused_30d": 9.0, "unexcused_run": 3.0, "poverty_registered": 0.0,
-          "latest_score_share": 0.9}]
+        [
+            {
+                "unexcused_30d": 9.0,
+                "unexcused_run": 3.0,
+                "poverty_registered": 0.0,
+                "latest_score_share": 0.9,
+            }
+        ]
     )
-    reasons = top_reasons(
-        pupil, contributions(booster, pupil), groups=GROUPS, reason_codes=CODES
-    )[0]
+    reasons = top_reasons(pupil, contributions(booster, pupil), groups=GROUPS, reason_codes=CODES)[
+        0
+    ]
     assert reasons[0].group == "attendance"
     assert reasons[0].reason_code in {"ABSENCE_RECENT", "ABSENCE_STREAK"}
     assert "POVERTY" not in [r.reason_code for r in reasons]
