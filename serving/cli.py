@@ -429,8 +429,13 @@ def _print_evaluation(result: dict[str, Any]) -> None:
     import pandas as pd
 
     rows = {"lightgbm": result, **result["baselines"]}
+    if result.get("served_list"):
+        rows["ladder_then_lightgbm"] = result["served_list"]
     summary = pd.DataFrame(
-        {k: {m: v for m, v in r.items() if not isinstance(v, list | dict)} for k, r in rows.items()}
+        {
+            k: {m: v for m, v in r.items() if isinstance(v, int | float) or v is None}
+            for k, r in rows.items()
+        }
     ).T
     typer.echo(
         f"{result['model']} version {result['version']} on {result['from']} .. {result['to']}: "
@@ -446,7 +451,7 @@ def _print_evaluation(result: dict[str, Any]) -> None:
             return "—" if v is None else f"{v:.3f}"
 
         typer.echo(
-            f"{row['as_of']:<12}{row.get('n_rows', 0):>8}{row.get('n_positive', 0):>10}"
+            f"{row['as_of']:<12}{row.get('n_students', 0):>8}{row.get('n_positive', 0):>10}"
             f"{fmt(row.get('auc')):>8}{fmt(row.get('precision_at_k')):>8}"
             f"{fmt(row.get('recall_at_k')):>8}"
         )
@@ -498,10 +503,14 @@ def demo(
 ) -> None:
     """Run the whole pipeline on a synthetic county in the home folder.
 
-    Generates a county into <home>/data, validates it and prints its summary.
+    synth -> validate -> train (temporal validation, baselines, fairness audit, MLflow
+    registry) -> evaluate the champion on the last weeks of the test window. Everything is
+    written below the home folder (./var by default): the export in var/data, the MLflow
+    store in var/mlflow.db and var/mlartifacts.
     """
     from features.sources import load_export, write_export
     from features.synthetic import generate_county
+    from training.pipeline import evaluate_registered, run_experiment
 
     settings = _settings()
     data_dir = settings.paths.data
@@ -515,6 +524,40 @@ def demo(
         with step("validating it against the data contract"):
             loaded = load_export(data_dir)
         _print_summary(loaded.tables)
+
+        typer.echo("\n== train: LightGBM against the written rules, on a later test window ==")
+        config = _training_config(settings, None)
+        store = _store(settings)
+        progress = Progress(5, "training")
+        try:
+            result = run_experiment(loaded.tables, config, store=store, on_step=progress)
+        finally:
+            progress.close()
+        _print_train_result(result, config)
+
+        test = result.split.test_as_ofs
+        window = test[-8:] if len(test) > 8 else test
+        typer.echo(
+            f"\n== evaluate: the champion on the last {len(window)} weeks of the test window =="
+        )
+        progress = Progress(3, "evaluating")
+        try:
+            report = evaluate_registered(
+                loaded.tables,
+                config,
+                store=store,
+                ref="champion",
+                date_from=window[0],
+                date_to=window[-1],
+                on_step=progress,
+            )
+        finally:
+            progress.close()
+        _print_evaluation(report)
+        typer.echo(
+            f"\nDone. Browse runs and models with: mlflow ui --backend-store-uri "
+            f"{settings.tracking_uri}"
+        )
 
     run_guarded(body)
 
