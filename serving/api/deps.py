@@ -1,0 +1,208 @@
+"""Dependencies for the routes, as `Annotated` aliases.
+
+- `SettingsDep`: the app's `Settings` (the one `create_app` was given).
+- `SessionDep`: a database session for the request; committed when the route returns,
+  rolled back when it raises.
+- `ViewerDep`: the logged-in person, from the bearer token (401 JSON when missing,
+  expired or tampered with; the user is looked up again, so deactivation bites at once).
+- `ModelDep`: the loaded champion model (503 JSON when none is loaded).
+- `AuditDep`: writes "who looked at which student, through which endpoint" in its own
+  short transaction, so the row survives a request that fails (e.g. a refused one).
+- `LoginLimiter`: failed logins per username and client address.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.orm import Session, sessionmaker
+
+from serving.api.errors import TooManyAttempts
+from serving.audit import record_access
+from serving.auth import InvalidToken, Viewer, decode_access_token
+from serving.registry import LoadedModel, ModelHolder
+from serving.services.users import get_viewer as viewer_for_user
+from serving.settings import Settings
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False)
+
+
+def get_settings(request: Request) -> Settings:
+    """The settings the app was created with."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_sessions(request: Request) -> sessionmaker[Session]:
+    """The app's session factory."""
+    sessions: sessionmaker[Session] = request.app.state.sessions
+    return sessions
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One session per request: commit after the route, roll back if it raised."""
+    with get_sessions(request).begin() as session:
+        yield session
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_viewer(
+    request: Request,
+    session: SessionDep,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+) -> Viewer:
+    """The viewer behind the bearer token; `InvalidToken` (401) when there is none."""
+    if not token:
+        raise InvalidToken("Please log in: this needs a bearer token.")
+    claims = decode_access_token(token, request.app.state.secret_key)
+    return viewer_for_user(session, claims.user_id)
+
+
+ViewerDep = Annotated[Viewer, Depends(get_viewer)]
+
+
+def get_holder(request: Request) -> ModelHolder:
+    """The app's model holder."""
+    holder: ModelHolder = request.app.state.models
+    return holder
+
+
+def get_model(request: Request) -> LoadedModel:
+    """The loaded champion; `NoChampionModel` (503) when the service has none."""
+    return get_holder(request).require()
+
+
+HolderDep = Annotated[ModelHolder, Depends(get_holder)]
+ModelDep = Annotated[LoadedModel, Depends(get_model)]
+
+
+# -- audit ------------------------------------------------------------------------------
+
+
+@dataclass
+class AccessEntry:
+    """What the audit row will say; a route may fill in the school once it is known."""
+
+    school_id: str | None = None
+
+
+@dataclass
+class Auditor:
+    """Writes the audit rows of one request.
+
+    A successful access is recorded in the request's own transaction (it commits with
+    whatever the route wrote). A refused or failed attempt is recorded after rolling the
+    request's transaction back, in a short transaction of its own, so the row survives
+    the failed request (and, on SQLite, never waits on the request's own write lock).
+    """
+
+    session: Session
+    sessions: sessionmaker[Session]
+    viewer: Viewer
+    action: str
+
+    @contextmanager
+    def access(
+        self, student_id: str | None, school_id: str | None = None, *, on_success: bool = True
+    ) -> Iterator[AccessEntry]:
+        """Record the access when the block ends, whether it succeeded or was refused.
+
+        A refused or failed attempt is recorded with the error code after the endpoint
+        (`GET /v1/students/{student_id} -> not_your_student`); with `on_success=False`
+        only such attempts are recorded (the route records the successes itself).
+        """
+        entry = AccessEntry(school_id)
+        try:
+            yield entry
+        except Exception as exc:
+            code = getattr(exc, "code", type(exc).__name__)
+            self.session.rollback()
+            with self.sessions.begin() as own:
+                self._write(own, student_id, entry.school_id, f"{self.action} -> {code}")
+            raise
+        if on_success:
+            self._write(self.session, student_id, entry.school_id, self.action)
+
+    def record(self, student_ids: list[str], school_id: str | None = None) -> None:
+        """Record one access per student (e.g. every student of a scoring request)."""
+        for student_id in student_ids:
+            self._write(self.session, student_id, school_id, self.action)
+
+    def _write(
+        self, session: Session, student_id: str | None, school_id: str | None, action: str
+    ) -> None:
+        record_access(session, self.viewer, student_id, action[:128], school_id)
+
+
+def get_auditor(request: Request, session: SessionDep, viewer: ViewerDep) -> Auditor:
+    """An auditor naming the endpoint as its method and route template."""
+    route = getattr(request.scope.get("route"), "path", request.url.path)
+    return Auditor(session, get_sessions(request), viewer, f"{request.method} {route}")
+
+
+AuditDep = Annotated[Auditor, Depends(get_auditor)]
+
+
+# -- login rate limit -------------------------------------------------------------------
+
+
+@dataclass
+class LoginLimiter:
+    """At most `max_failures` failed logins per username and address in `window_s`.
+
+    Kept in memory (one process serves one county); a restart forgets the counts.
+    """
+
+    max_failures: int = 5
+    window_s: float = 60.0
+    _failures: dict[tuple[str, str], deque[float]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def check(self, username: str, address: str, now: float | None = None) -> None:
+        """`TooManyAttempts` (429) while this username and address are locked out."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            failures = self._recent(username, address, now)
+            if len(failures) >= self.max_failures:
+                raise TooManyAttempts(int(failures[0] + self.window_s - now) + 1)
+
+    def failed(self, username: str, address: str, now: float | None = None) -> None:
+        """Count one failed login."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._recent(username, address, now).append(now)
+
+    def succeeded(self, username: str, address: str) -> None:
+        """Forget the failures of a username and address after a good login."""
+        with self._lock:
+            self._failures.pop((username.lower(), address), None)
+
+    def _recent(self, username: str, address: str, now: float) -> deque[float]:
+        key = (username.lower(), address)
+        failures = self._failures.setdefault(key, deque())
+        while failures and failures[0] <= now - self.window_s:
+            failures.popleft()
+        if len(self._failures) > 10_000:  # drop idle keys so memory stays bounded
+            for stale in [k for k, v in self._failures.items() if not v and k != key]:
+                del self._failures[stale]
+        return failures
+
+
+def get_login_limiter(request: Request) -> LoginLimiter:
+    """The app's login limiter."""
+    limiter: LoginLimiter = request.app.state.login_limiter
+    return limiter
+
+
+LimiterDep = Annotated[LoginLimiter, Depends(get_login_limiter)]

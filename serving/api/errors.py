@@ -1,0 +1,235 @@
+"""Domain exceptions -> JSON error bodies.
+
+Every error the API answers has the same body:
+`{"error": "<code>", "message": "<sentence a teacher understands>", "field": ...}`.
+One handler per domain error, with its status; request validation errors are reshaped
+into the same body naming the field; anything unexpected becomes a 500 with no
+traceback and no data (the log records the exception class only).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from features.validation import InputTableError, Violation
+from models.contract import ContractMismatch
+from serving.auth import AuthError, Forbidden, InvalidCredentials, InvalidToken
+from serving.registry import NoChampionModel
+from serving.services.users import InvalidUser, UsernameTaken, UserNotFound
+from serving.storage.queries import RecordNotFound
+
+logger = logging.getLogger(__name__)
+
+VIOLATIONS_LISTED = 50  # violations named in one 422 body
+
+
+class TooManyAttempts(Exception):
+    """Too many failed logins for one username from one address."""
+
+    code = "too_many_attempts"
+
+    def __init__(self, retry_after_s: int) -> None:
+        self.retry_after_s = max(1, int(retry_after_s))
+        self.message = (
+            f"Too many failed logins. Please wait {self.retry_after_s} seconds and try again."
+        )
+        super().__init__(self.message)
+
+
+def error_body(code: str, message: str, field: Any = None, **extra: Any) -> dict[str, Any]:
+    """The one error shape every failure answers with."""
+    return {"error": code, "message": message, "field": field, **extra}
+
+
+def _json(status: int, code: str, message: str, field: Any = None, **extra: Any) -> JSONResponse:
+    headers = extra.pop("headers", None)
+    return JSONResponse(error_body(code, message, field, **extra), status, headers=headers)
+
+
+# -- handlers, one per domain error -----------------------------------------------------
+
+
+def _auth_401(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AuthError)
+    return _json(401, exc.code, exc.message, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _forbidden(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Forbidden)
+    return _json(403, exc.code, exc.message)
+
+
+def _not_found(request: Request, exc: Exception) -> JSONResponse:
+    code = getattr(exc, "code", "not_found")
+    message = getattr(exc, "message", None) or "We could not find what you asked for."
+    return _json(404, code, message)
+
+
+def _record_not_found(request: Request, exc: Exception) -> JSONResponse:
+    return _json(404, "not_found", "We could not find that record.")
+
+
+def _user_not_found(request: Request, exc: Exception) -> JSONResponse:
+    return _json(404, UserNotFound.code, "There is no user with that username.", "username")
+
+
+def _username_taken(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, UsernameTaken)
+    return _json(409, exc.code, exc.message, exc.field)
+
+
+def _invalid_user(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, InvalidUser)
+    return _json(422, exc.code, exc.message, exc.field)
+
+
+def _violation_out(v: Violation) -> dict[str, Any]:
+    """One broken rule, naming table, row (0-based index in the posted list) and column.
+
+    The cell's value is left out: it may be personal data, and the caller has it.
+    """
+    table = v.file.split(".", 1)[0]
+    row = None if v.row is None else v.row - 2  # spreadsheet numbering -> list index
+    return {"rule": v.rule, "table": table, "row": row, "column": v.column, "expected": v.expected}
+
+
+def _input_table_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, InputTableError)
+    violations = [_violation_out(v) for v in exc.violations[:VIOLATIONS_LISTED]]
+    first = violations[0] if violations else None
+    field = None
+    message = "The records break the data contract."
+    if first is not None:
+        field = f"tables.{first['table']}"
+        if first["row"] is not None:
+            field += f"[{first['row']}]"
+        if first["column"] is not None:
+            field += f".{first['column']}"
+        message = (
+            f"The records break the data contract in {exc.total} place(s); first: "
+            f"{field}: expected {first['expected']}."
+        )
+    return _json(422, "invalid_records", message, field, violations=violations)
+
+
+def _contract_mismatch(request: Request, exc: Exception) -> JSONResponse:
+    return _json(422, "contract_mismatch", str(exc), "tables")
+
+
+def _too_many(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, TooManyAttempts)
+    return _json(
+        429, exc.code, exc.message, "username", headers={"Retry-After": str(exc.retry_after_s)}
+    )
+
+
+def _coded(status: int) -> Callable[[Request, Exception], JSONResponse]:
+    """A handler for the scoring core's errors, which carry `.code` and a message."""
+
+    def handler(request: Request, exc: Exception) -> JSONResponse:
+        message = getattr(exc, "message", None) or str(exc)
+        return _json(status, getattr(exc, "code", "error"), message)
+
+    return handler
+
+
+def _field_of(loc: Sequence[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "form")]
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if part.isdigit() else (f".{part}" if text else part)
+    return text or ".".join(str(p) for p in loc)
+
+
+def _request_validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    details = [
+        {"field": _field_of(e.get("loc", ())), "message": str(e.get("msg", "invalid value"))}
+        for e in errors[:VIOLATIONS_LISTED]
+    ]
+    if not details:
+        return _json(422, "invalid_request", "The request is not valid.")
+    first = details[0]
+    message = f"{first['field']}: {first['message']}"
+    if len(details) > 1:
+        message += f" (and {len(errors) - 1} more problem(s))"
+    return _json(422, "invalid_request", message, first["field"], details=details)
+
+
+_HTTP_CODES = {
+    401: ("not_authenticated", "Please log in."),
+    403: ("forbidden", "Your role does not allow this."),
+    404: ("not_found", "There is nothing at this address."),
+    405: ("method_not_allowed", "This address does not accept that method."),
+}
+
+
+def _http_exception(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code, message = _HTTP_CODES.get(exc.status_code, ("http_error", "The request failed."))
+    return _json(exc.status_code, code, message, headers=getattr(exc, "headers", None))
+
+
+def register_error_handlers(app: FastAPI) -> None:
+    """Register one handler per domain error on `app` (most specific classes first)."""
+    from serving.services.scoring import StudentNotFound
+
+    app.add_exception_handler(InvalidCredentials, _auth_401)
+    app.add_exception_handler(InvalidToken, _auth_401)
+    app.add_exception_handler(Forbidden, _forbidden)  # NotYourStudent too
+    app.add_exception_handler(StudentNotFound, _not_found)
+    app.add_exception_handler(RecordNotFound, _record_not_found)
+    app.add_exception_handler(UserNotFound, _user_not_found)
+    app.add_exception_handler(UsernameTaken, _username_taken)
+    app.add_exception_handler(InvalidUser, _invalid_user)
+    app.add_exception_handler(InputTableError, _input_table_error)
+    app.add_exception_handler(ContractMismatch, _contract_mismatch)
+    app.add_exception_handler(TooManyAttempts, _too_many)
+    app.add_exception_handler(NoChampionModel, _coded(503))
+    app.add_exception_handler(RequestValidationError, _request_validation)
+    app.add_exception_handler(StarletteHTTPException, _http_exception)
+
+
+class CatchAllMiddleware:
+    """Turn any unhandled exception into a 500 JSON body, without traceback or data.
+
+    Written as plain ASGI (outermost of our middleware), so the exception does not reach
+    the server, which would print a traceback that may contain request data. The log gets
+    the exception's class and the route template only.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence
+            route = getattr(scope.get("route"), "path", "?")
+            logger.error("unhandled %s in %s %s", type(exc).__name__, scope.get("method"), route)
+            if started:
+                return
+            response = _json(
+                500, "internal_error", "Something went wrong on our side. Please try again later."
+            )
+            await response(scope, receive, send)

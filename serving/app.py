@@ -1,0 +1,201 @@
+"""`create_app(settings) -> FastAPI`, `serve(...)` and `add_user_from_cli(...)`.
+
+The app's lifespan migrates the database, opens the engine, loads the champion into a
+`ModelHolder` (no model: the app still starts, `/health` says not ready, and every
+scoring call answers 503), and starts the weekly scheduler when
+`settings.serving.weekly_run_weekday` is set.
+
+Every response carries security headers; JSON gets a CSP that allows nothing, the API
+docs page a CSP that allows its own scripts. CORS is closed: no cross-origin headers are
+ever sent. Logs carry no student ids: `serve` runs uvicorn with an access-log filter
+that replaces the path segment after `/students/` with a placeholder.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import re
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serving.api.deps import LoginLimiter
+from serving.api.errors import CatchAllMiddleware, register_error_handlers
+from serving.api.routes import admin, auth, health, lists, model, risk, students
+from serving.auth import secret_key
+from serving.registry import ModelHolder, NoChampionModel
+from serving.services.users import UserRow, add_user
+from serving.settings import Settings
+from serving.storage.db import init_db, make_engine, session_factory
+
+logger = logging.getLogger(__name__)
+
+JSON_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+DOCS_CSP = (
+    "default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "img-src 'self' data: https://fastapi.tiangolo.com; connect-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+
+
+class SecurityHeadersMiddleware:
+    """Add the security headers to every HTTP response (plain ASGI, streams untouched).
+
+    Responses about students must not be cached by browsers or proxies: every API
+    response also says `Cache-Control: no-store`.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+                html = headers.get("content-type", "").startswith("text/html")
+                headers.setdefault("Content-Security-Policy", DOCS_CSP if html else JSON_CSP)
+                headers.setdefault("Cache-Control", "no-store")
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+_STUDENT_SEGMENT = re.compile(r"(/students/)[^/?#\s]+")
+
+
+def redact_path(path: str) -> str:
+    """`/v1/students/S0001/feedback` -> `/v1/students/{student_id}/feedback`."""
+    return _STUDENT_SEGMENT.sub(r"\1{student_id}", path)
+
+
+class RedactStudentPaths(logging.Filter):
+    """Replace student ids in logged URL paths (uvicorn's access log) with a placeholder."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_path(a) if isinstance(a, str) else a for a in record.args)
+        if isinstance(record.msg, str) and "/students/" in record.msg:
+            record.msg = redact_path(record.msg)
+        return True
+
+
+def _load_model(holder: ModelHolder) -> None:
+    try:
+        holder.load()
+    except NoChampionModel:
+        logger.warning("starting without a model: scoring answers 503 until one is loaded")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The Baoxue API for `settings` (nothing is opened until the app starts)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        init_db(settings.database_url)
+        engine = make_engine(settings.database_url)
+        app.state.engine = engine
+        app.state.sessions = session_factory(engine)
+        app.state.secret_key = secret_key(settings.paths.home, settings.serving.secret_key)
+        holder = ModelHolder.from_settings(settings)
+        _load_model(holder)
+        app.state.models = holder
+        scheduler = None
+        if settings.serving.weekly_run_weekday is not None:
+            from serving.scheduler import WeeklyScheduler
+
+            scheduler = WeeklyScheduler(settings, app.state.sessions, holder.reload)
+            scheduler.start()
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                scheduler.stop()
+            engine.dispose()
+
+    app = FastAPI(
+        title="Baoxue (保学)",
+        summary="Early warning for compulsory-school dropout, with reasons a teacher can act on.",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.login_limiter = LoginLimiter()
+    for router in (
+        auth.router,
+        risk.router,
+        lists.router,
+        students.router,
+        model.router,
+        admin.router,
+        health.router,
+    ):
+        app.include_router(router)
+    register_error_handlers(app)
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(CatchAllMiddleware)  # added last: outermost of ours
+    return app
+
+
+def uvicorn_log_config() -> dict[str, Any]:
+    """uvicorn's logging setup with the student-id filter on the access log."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["redact_students"] = {"()": RedactStudentPaths}
+    for handler in config["handlers"].values():
+        handler.setdefault("filters", []).append("redact_students")
+    return config
+
+
+def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
+    """Run the API with uvicorn on `host:port` (default: the settings'), until stopped."""
+    import uvicorn
+
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.serving.host,
+        port=port or settings.serving.port,
+        log_config=uvicorn_log_config(),
+        server_header=False,
+        proxy_headers=False,
+    )
+
+
+def add_user_from_cli(
+    settings: Settings,
+    username: str,
+    password: str,
+    role: str,
+    school_id: str | None = None,
+    class_ids: Iterable[str] = (),
+    staff_role: str | None = None,
+) -> UserRow:
+    """Create a user in the service database (migrating it first); `InvalidUser` explains
+    what disagrees. Returns the stored user (no password hash)."""
+    init_db(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        with session_factory(engine).begin() as session:
+            return add_user(session, username, password, role, school_id, class_ids, staff_role)
+    finally:
+        engine.dispose()
