@@ -120,7 +120,7 @@ class LadderOut(BaseModel):
     unexcused_run: int
     action_zh: str
     action_en: str
-    due: dt.date | None = None
+    due: str = Field(description="today, within_2_days or within_1_hour")
 
 
 class StudentScoreOut(BaseModel):
@@ -214,6 +214,7 @@ class LadderStateOut(BaseModel):
 
     as_of: dt.date
     escalation_level: int = Field(description="0 none, 1/2/3 days absent without leave")
+    alert: LadderOut | None = Field(None, description="what the written ladder says to do")
 
 
 class InterventionIn(BaseModel):
