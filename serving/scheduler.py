@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from serving.services.weekly_lists import run_weekly_job
 from serving.settings import Settings
 from serving.storage.queries import latest_run
 
@@ -119,8 +120,6 @@ class WeeklyScheduler:
 
     def run_once(self, as_of: dt.date) -> None:
         """Reload the champion alias, then run the weekly job for `as_of`."""
-        from serving.services.weekly_lists import run_weekly_job
-
         try:
             self.reload_model()
             result = run_weekly_job(

@@ -23,7 +23,9 @@ from features.validation import InputTableError, Violation
 from models.contract import ContractMismatch
 from serving.auth import AuthError, Forbidden, InvalidCredentials, InvalidToken
 from serving.registry import NoChampionModel
+from serving.services.scoring import StudentNotFound
 from serving.services.users import InvalidUser, UsernameTaken, UserNotFound
+from serving.services.weekly_lists import ListNotFound
 from serving.storage.queries import RecordNotFound
 
 logger = logging.getLogger(__name__)
@@ -181,12 +183,11 @@ def _http_exception(request: Request, exc: Exception) -> JSONResponse:
 
 def register_error_handlers(app: FastAPI) -> None:
     """Register one handler per domain error on `app` (most specific classes first)."""
-    from serving.services.scoring import StudentNotFound
-
     app.add_exception_handler(InvalidCredentials, _auth_401)
     app.add_exception_handler(InvalidToken, _auth_401)
     app.add_exception_handler(Forbidden, _forbidden)  # NotYourStudent too
     app.add_exception_handler(StudentNotFound, _not_found)
+    app.add_exception_handler(ListNotFound, _not_found)
     app.add_exception_handler(RecordNotFound, _record_not_found)
     app.add_exception_handler(UserNotFound, _user_not_found)
     app.add_exception_handler(UsernameTaken, _username_taken)

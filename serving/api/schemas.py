@@ -164,9 +164,9 @@ class ListRowOut(BaseModel):
     class_id: str
     grade_level: int
     risk_score: float
-    tier: str | None
-    change: Any = Field(None, description="against last week's list")
-    ladder: Any = None
+    tier: str = Field(description="high, medium or low (the school's capacity rule)")
+    change: str = Field(description="new, rising, falling, unchanged or left, since last week")
+    ladder: LadderOut | None
     reasons: list[ReasonOut]
     actions: list[ActionOut]
     visits_this_term: int
@@ -181,7 +181,7 @@ class WeeklyListOut(BaseModel):
     class_id: str | None
     as_of: dt.date
     model_version: str
-    capacity: int | None
+    capacity: int
     rows: list[ListRowOut]
 
 
@@ -355,6 +355,24 @@ class HealthOut(BaseModel):
     status: Literal["ok", "degraded", "not_ready"]
     database: bool
     model: ModelStatusOut
+
+
+def ladder_out(alert: Any) -> LadderOut | None:
+    """A ladder alert (`models.reasons.LadderAlert`) as it goes out."""
+    if alert is None:
+        return None
+    return LadderOut(
+        level=alert.level,
+        unexcused_run=alert.unexcused_run,
+        action_zh=alert.action_zh,
+        action_en=alert.action_en,
+        due=alert.due,
+    )
+
+
+def action_out(action: Any) -> ActionOut:
+    """A suggested action (`models.reasons.Action`) as it goes out."""
+    return ActionOut(code=action.code, text_zh=action.text_zh, text_en=action.text_en)
 
 
 def reason_out(reason: Reason | Any) -> ReasonOut:

@@ -9,6 +9,8 @@ Scope: county_admin may score anyone; school_admin only students whose current s
 is theirs; teacher only students in their classes; researcher nobody (403). When any
 scored student is outside the viewer's scope the whole request is refused (403) and
 nothing is returned. Each scored student gets an audit row; a refusal gets one too.
+Tiers follow the weekly lists' capacity rule among the students scored, so they are
+given only when every enrolled student in the records was scored (no `student_ids`).
 """
 
 from __future__ import annotations
@@ -18,20 +20,21 @@ from fastapi import APIRouter
 
 from features.tables import ALL_TABLES, COLUMNS, REQUIRED_TABLES, RawTables
 from features.validation import validate_raw
-from serving.api.deps import AuditDep, ModelDep, ViewerDep
+from serving.api.deps import AuditDep, ModelDep, SettingsDep, ViewerDep
 from serving.api.schemas import (
-    ActionOut,
     ErrorOut,
-    LadderOut,
     ScoreIn,
     ScoreOut,
     ScoreTablesIn,
     StudentScoreOut,
+    action_out,
+    ladder_out,
     reason_out,
 )
 from serving.auth import NotYourStudent, Viewer
 from serving.services.scoring import ScoredStudent, score_records
 from serving.services.students import check_individual_access
+from serving.services.weekly_lists import assign_tiers, school_capacity
 
 router = APIRouter(prefix="/v1", tags=["scoring"])
 
@@ -62,7 +65,6 @@ def check_scope(viewer: Viewer, scored: list[ScoredStudent]) -> None:
 
 def score_out(student: ScoredStudent, tier: str | None = None) -> StudentScoreOut:
     """A scored student as it goes out."""
-    ladder = student.ladder
     return StudentScoreOut(
         student_id=student.student_id,
         as_of=student.as_of,
@@ -72,20 +74,26 @@ def score_out(student: ScoredStudent, tier: str | None = None) -> StudentScoreOu
         risk_score=student.risk_score,
         tier=tier,
         reasons=[reason_out(r) for r in student.reasons],
-        actions=[
-            ActionOut(code=a.code, text_zh=a.text_zh, text_en=a.text_en) for a in student.actions
-        ],
-        ladder=None
-        if ladder is None
-        else LadderOut(
-            level=ladder.level,
-            unexcused_run=ladder.unexcused_run,
-            action_zh=ladder.action_zh,
-            action_en=ladder.action_en,
-            due=ladder.due,
-        ),
+        actions=[action_out(a) for a in student.actions],
+        ladder=ladder_out(student.ladder),
         model_version=student.model_version,
     )
+
+
+def tiers_of(scored: list[ScoredStudent], capacity_share: float) -> dict[str, str]:
+    """Tiers by each school's capacity rule among the students scored.
+
+    Only meaningful when everyone enrolled in the records was scored (no `student_ids`):
+    then, for records holding a whole school, they equal the weekly batch's tiers.
+    """
+    by_school: dict[str, list[tuple[str, float]]] = {}
+    for s in scored:
+        by_school.setdefault(s.school_id, []).append((s.student_id, s.risk_score))
+    tiers: dict[str, str] = {}
+    for students in by_school.values():
+        places = school_capacity(len(students), capacity=None, capacity_share=capacity_share)
+        tiers.update(assign_tiers(students, places))
+    return tiers
 
 
 @router.post(
@@ -100,7 +108,9 @@ def score_out(student: ScoredStudent, tier: str | None = None) -> StudentScoreOu
     },
     summary="Score students from their records as of a date",
 )
-def score(body: ScoreIn, viewer: ViewerDep, model: ModelDep, auditor: AuditDep) -> ScoreOut:
+def score(
+    body: ScoreIn, viewer: ViewerDep, model: ModelDep, auditor: AuditDep, settings: SettingsDep
+) -> ScoreOut:
     """Risk score, tier, reasons (zh/en), actions and ladder alert for each student."""
     with auditor.access(None, viewer.school_id, on_success=False):
         check_individual_access(viewer)
@@ -108,8 +118,9 @@ def score(body: ScoreIn, viewer: ViewerDep, model: ModelDep, auditor: AuditDep) 
         scored = score_records(model, tables, as_of=body.as_of, student_ids=body.student_ids)
         check_scope(viewer, scored)
     auditor.record([s.student_id for s in scored])
+    tiers = {} if body.student_ids else tiers_of(scored, settings.training.capacity_share)
     return ScoreOut(
         as_of=body.as_of,
         model_version=model.version,
-        students=[score_out(s) for s in scored],
+        students=[score_out(s, tiers.get(s.student_id)) for s in scored],
     )
