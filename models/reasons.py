@@ -180,6 +180,8 @@ ACTIONS: dict[str, Action] = {
     "PAST_DROPOUT": RETURNEE_CHECKIN,
     "SUSPENDED_BEFORE": RETURNEE_CHECKIN,
     "TRANSFERRED_IN": TALK,
+    "SHORT_HISTORY": PHONE_GUARDIAN,  # few school days on record: find out where they were
+    "SEX": TALK,
     # reason groups: the fallback for a code not listed (e.g. EXTRA_* attributes)
     "attendance": HOME_VISIT,
     "grades": PEER_TUTORING,
