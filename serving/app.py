@@ -151,8 +151,8 @@ def create_app(settings: Settings) -> FastAPI:
     ):
         app.include_router(router)
     register_error_handlers(app)
-    app.add_middleware(SecurityHeadersMiddleware)
-    app.add_middleware(CatchAllMiddleware)  # added last: outermost of ours
+    app.add_middleware(CatchAllMiddleware)  # inside the headers, so a 500 gets them too
+    app.add_middleware(SecurityHeadersMiddleware)  # added last: outermost of ours
     return app
 
 
