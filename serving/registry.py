@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import mlflow
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
 
 from models.risk_model import RiskModel
@@ -90,8 +91,19 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _require_sqlite_file(uri: str) -> None:
+    """A local SQLite store that does not exist is "unreachable": MLflow would otherwise
+    create an empty one, and the service must never do that."""
+    if uri.startswith("sqlite:///"):
+        path = uri[len("sqlite:///") :]
+        if path and path != ":memory:" and not Path(path).is_file():
+            raise FileNotFoundError("the MLflow SQLite store does not exist")
+
+
 def _point_mlflow(store: Store) -> MlflowClient:
     """Point MLflow at the store without creating anything in it (read-only use)."""
+    _require_sqlite_file(store.tracking_uri)
+    _require_sqlite_file(store.registry_uri)
     mlflow.set_tracking_uri(store.tracking_uri)
     mlflow.set_registry_uri(store.registry_uri)
     return MlflowClient(tracking_uri=store.tracking_uri, registry_uri=store.registry_uri)
@@ -102,15 +114,20 @@ def champion_version(store: Store) -> str | None:
 
     Raises whatever MLflow raises when the store cannot be reached.
     """
-    client = _point_mlflow(store)
-    client.search_registered_models(max_results=1)  # fails loudly when unreachable
-    mv = alias_version(client, store.model_name, CHAMPION)
+    mv = _champion(_point_mlflow(store), store)
     return None if mv is None else str(mv.version)
+
+
+def _champion(client: MlflowClient, store: Store) -> ModelVersion | None:
+    """The champion's model version, None without one; raises when unreachable (the
+    probe first, since `alias_version` reads any MLflow error as "no alias")."""
+    client.search_registered_models(max_results=1)
+    return alias_version(client, store.model_name, CHAMPION)
 
 
 def _from_registry(store: Store) -> LoadedModel:
     client = _point_mlflow(store)
-    mv = alias_version(client, store.model_name, CHAMPION)
+    mv = _champion(client, store)
     if mv is None:
         raise LookupError(f"model {store.model_name!r} has no {CHAMPION!r} alias")
     model, version = load_risk_model(store.model_name, str(mv.version))
