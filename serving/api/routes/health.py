@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import text
 
@@ -32,6 +34,7 @@ def health(request: Request, response: Response, holder: HolderDep) -> HealthOut
     came from the local cache); 503 `not_ready` otherwise."""
     model = ModelStatusOut(**holder.status())
     database = database_ok(request)
+    status: Literal["ok", "degraded", "not_ready"]
     if not (model.ready and database):
         status = "not_ready"
         response.status_code = 503

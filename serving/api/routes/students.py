@@ -6,6 +6,8 @@ the student and the endpoint, in its own transaction.
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Path
 
 from serving.api.deps import AuditDep, SessionDep, ViewerDep
@@ -29,7 +31,7 @@ from serving.storage.queries import WeeklyScoreRow
 router = APIRouter(prefix="/v1/students", tags=["students"])
 
 StudentId = Path(min_length=1, max_length=64, description="the export's pseudonymous id")
-_ERRORS = {
+_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut},
     403: {"model": ErrorOut},
     404: {"model": ErrorOut},
