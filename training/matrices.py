@@ -12,20 +12,11 @@ import pandas as pd
 
 from features.snapshot import build_snapshots
 from features.tables import RawTables, default_enrolment_end
+from training.fairness import DEFAULT_GROUPS
 from training.labels import make_labels
-from training.splits import Split
+from training.splits import CohortSplit, Split
 
 logger = logging.getLogger(__name__)
-
-FAIRNESS_GROUPS: tuple[str, ...] = (
-    "left_behind",
-    "poverty_registered",
-    "dibao",
-    "sex",
-    "disability",
-    "migrant_child",
-    "ethnic_minority",
-)
 
 
 def observed_until(tables: RawTables) -> date:
@@ -50,6 +41,24 @@ def _enrolment_end(tables: RawTables, snapshot: pd.DataFrame) -> pd.Series:
     ends = enr.groupby(keys, as_index=False)["end_date"].max()
     merged = snapshot[keys].merge(ends, on=keys, how="left")
     return pd.Series(merged["end_date"].to_numpy(), index=snapshot.index)
+
+
+def enrolment_start(tables: RawTables, snapshot: pd.DataFrame) -> pd.Series:
+    """Start date of the enrolment row each snapshot row sits in (datetime64[ns]): the
+    latest row of its (student, school, class) that starts on or before the row's as_of;
+    NaT when the export gives no start date."""
+    enr = tables.enrolments
+    keys = ["student_id", "school_id", "class_id"]
+    rows = snapshot.loc[:, [*keys, "as_of"]].reset_index(drop=True)
+    rows["row"] = np.arange(len(rows))
+    if "start_date" not in enr.columns:
+        return pd.Series(pd.NaT, index=snapshot.index, dtype="datetime64[ns]")
+    starts = enr.loc[:, keys].astype("str")
+    starts["start"] = pd.to_datetime(enr["start_date"]).astype("datetime64[ns]")
+    merged = rows.astype({k: "str" for k in keys}).merge(starts, on=keys, how="left")
+    merged = merged.loc[merged["start"].isna() | (merged["start"] <= merged["as_of"])]
+    latest = merged.groupby("row")["start"].max().reindex(range(len(rows)))
+    return pd.Series(latest.to_numpy(dtype="datetime64[ns]"), index=snapshot.index)
 
 
 def labelled_snapshots(
@@ -97,8 +106,21 @@ class SplitFrames:
     test: pd.DataFrame
 
 
-def split_frames(frame: pd.DataFrame, split: Split) -> SplitFrames:
-    """Cut labelled rows into the split's train, calibration and test parts."""
+def split_frames(
+    frame: pd.DataFrame,
+    split: Split | CohortSplit,
+    *,
+    enrolment_starts: pd.Series | None = None,
+) -> SplitFrames:
+    """Cut labelled rows into the split's train, calibration and test parts.
+
+    A `CohortSplit` also needs `enrolment_starts` (aligned to `frame`, see
+    `enrolment_start`); see `cohort_split_frames`.
+    """
+    if isinstance(split, CohortSplit):
+        if enrolment_starts is None:
+            raise ValueError("a cohort split needs the enrolment start of every row")
+        return cohort_split_frames(frame, split, enrolment_starts=enrolment_starts)
     as_of = frame["as_of"].dt.date
 
     def part(days: Sequence[date]) -> pd.DataFrame:
@@ -111,7 +133,37 @@ def split_frames(frame: pd.DataFrame, split: Split) -> SplitFrames:
     )
 
 
+def cohort_split_frames(
+    frame: pd.DataFrame, split: CohortSplit, *, enrolment_starts: pd.Series
+) -> SplitFrames:
+    """Rows of enrolments starting on or after ``split.cohort_from`` at the test dates
+    test; rows of earlier enrolments train, except those of a held-out
+    ``calibration_share`` of their students (drawn with ``split.seed``), which calibrate.
+    Rows whose enrolment start is unknown are left out."""
+    start = pd.to_datetime(enrolment_starts).to_numpy(dtype="datetime64[ns]")
+    known = ~np.isnat(start)
+    cut = np.datetime64(split.cohort_from, "ns")
+    as_of = frame["as_of"].dt.date
+    later = known & (start >= cut)
+    earlier = known & (start < cut)
+    test = later & as_of.isin(set(split.test_as_ofs)).to_numpy()
+    ids = np.sort(frame.loc[earlier, "student_id"].astype("str").unique())
+    rng = np.random.default_rng(split.seed)
+    n_held = int(round(len(ids) * split.calibration_share))
+    held = set(rng.choice(ids, size=n_held, replace=False)) if n_held else set()
+    in_held = frame["student_id"].astype("str").isin(held).to_numpy()
+    train = earlier & ~in_held & as_of.isin(set(split.train_as_ofs)).to_numpy()
+    calibration = earlier & in_held & as_of.isin(set(split.calibration_as_ofs)).to_numpy()
+    if known.sum() < len(frame):
+        logger.info("cohort split: %d rows without an enrolment start left out", (~known).sum())
+
+    def part(mask: np.ndarray) -> pd.DataFrame:
+        return frame.loc[mask].reset_index(drop=True)
+
+    return SplitFrames(train=part(train), calibration=part(calibration), test=part(test))
+
+
 def with_groups(frame: pd.DataFrame, students: pd.DataFrame) -> pd.DataFrame:
     """Attach the fairness-audit attributes (never features) from the students table."""
-    cols = ["student_id"] + [g for g in FAIRNESS_GROUPS if g in students.columns]
+    cols = ["student_id"] + [g for g in DEFAULT_GROUPS if g in students.columns]
     return frame.merge(students.loc[:, cols], on="student_id", how="left")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -27,7 +28,7 @@ from training.evaluate import (
     plot_pr_curves,
     plot_reliability,
 )
-from training.fairness import disparities, fairness_audit, plot_fairness
+from training.fairness import DEFAULT_GROUPS, disparities, fairness_audit, plot_fairness
 from training.fit import (
     BASELINES,
     MODEL,
@@ -38,7 +39,6 @@ from training.fit import (
     score_frame,
 )
 from training.matrices import (
-    FAIRNESS_GROUPS,
     labelled_snapshots,
     observed_until,
     school_days,
@@ -50,6 +50,7 @@ from training.splits import Split, temporal_split, weekly_as_ofs
 logger = logging.getLogger(__name__)
 
 StepCallback = Callable[[str], None]
+BASELINE_HISTORY_WEEKS = 30
 
 
 def _noop(_: str) -> None:
@@ -170,17 +171,9 @@ def fit_and_evaluate(
         gbm_overrides=config.gbm,
     )
     on_step(f"evaluating on {len(frames.test):,} test rows")
-    scores = score_frame(fitted, frames.test)
-    evaluation = evaluate_scores(
-        scores,
-        score_columns=[MODEL, *BASELINES, *([SERVED] if SERVED in scores.columns else [])],
-        capacity_share=config.capacity_share,
-        probability_columns=[MODEL, *BASELINES],
+    scores, evaluation, audit = score_and_audit(
+        fitted, frames.test, tables.students, capacity_share=config.capacity_share
     )
-    scores["flagged"] = flag_top_k(scores, score=MODEL, share=config.capacity_share)
-    scores = with_groups(scores, tables.students)
-    groups = [g for g in FAIRNESS_GROUPS if g in scores.columns and scores[g].notna().any()]
-    audit = fairness_audit(scores, flagged="flagged", label="label", groups=groups)
     return Outcome(
         fitted=fitted,
         test_scores=scores,
@@ -195,6 +188,25 @@ def fit_and_evaluate(
             "test_positive": int(frames.test["label"].sum()),
         },
     )
+
+
+def score_and_audit(
+    fitted: FittedModels, test: pd.DataFrame, students: pd.DataFrame, *, capacity_share: float
+) -> tuple[pd.DataFrame, EvaluationResult, pd.DataFrame]:
+    """Score labelled test rows with the model, the baselines and the served list; evaluate
+    them at capacity; audit the model's flags by group. Returns (scores, evaluation, audit)."""
+    scores = score_frame(fitted, test)
+    evaluation = evaluate_scores(
+        scores,
+        score_columns=[MODEL, *BASELINES, *([SERVED] if SERVED in scores.columns else [])],
+        capacity_share=capacity_share,
+        probability_columns=[MODEL, *BASELINES],
+    )
+    scores["flagged"] = flag_top_k(scores, score=MODEL, share=capacity_share)
+    scores = with_groups(scores, students)
+    groups = [g for g in DEFAULT_GROUPS if g in scores.columns and scores[g].notna().any()]
+    audit = fairness_audit(scores, flagged="flagged", label="label", groups=groups)
+    return scores, evaluation, audit
 
 
 def precision_at_k_of(model: Any, test_frame: pd.DataFrame, share: float) -> float:
@@ -246,7 +258,9 @@ def _shap_summary_figure(model: Any, test_frame: pd.DataFrame, seed: int) -> Any
 
     X = model.contract.matrix(test_frame)
     sample = X.sample(n=min(2000, len(X)), random_state=seed) if len(X) else X
-    values = model.tree_explainer.shap_values(sample)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # shap's note on LightGBM output shape
+        values = model.tree_explainer.shap_values(sample)
     plt.figure()
     shap.summary_plot(values, sample, show=False, max_display=20)
     figure = plt.gcf()
@@ -349,6 +363,8 @@ def run_experiment(
         example = test_frame.loc[
             :, ["student_id", "as_of", "school_id", "class_id", *prepared.contract.feature_names]
         ].head(5)
+        # Features as doubles in the logged signature: any of them may be missing (NaN).
+        example = example.astype(dict.fromkeys(prepared.contract.feature_names, "float64"))
         _, version = track.log_risk_model(
             outcome.fitted.risk_model, input_example=example, model_name=store.model_name
         )
@@ -407,7 +423,11 @@ def evaluate_registered(
         test_to=test[-1],
         calibration_weeks=eval_config.calibration_weeks,
     )
-    used = sorted({*split.train_as_ofs, *split.calibration_as_ofs, *split.test_as_ofs})
+    # The baselines learn only a monotone map from their rule to a probability (and the
+    # logistic regression a few dozen weights): the last BASELINE_HISTORY_WEEKS weeks of
+    # history are plenty and keep evaluation from rebuilding every snapshot since the start.
+    history = sorted({*split.train_as_ofs, *split.calibration_as_ofs})[-BASELINE_HISTORY_WEEKS:]
+    used = sorted({*history, *split.test_as_ofs})
     on_step(f"building snapshots for {len(used)} weekly as_of dates")
     frame = labelled_snapshots(
         tables,
@@ -427,17 +447,9 @@ def evaluate_registered(
         fit_seconds=0.0,
     )
     on_step(f"scoring {len(frames.test):,} rows")
-    scores = score_frame(fitted, frames.test)
-    evaluation = evaluate_scores(
-        scores,
-        score_columns=[MODEL, *BASELINES, *([SERVED] if SERVED in scores.columns else [])],
-        capacity_share=config.capacity_share,
-        probability_columns=[MODEL, *BASELINES],
+    scores, evaluation, audit = score_and_audit(
+        fitted, frames.test, tables.students, capacity_share=config.capacity_share
     )
-    scores["flagged"] = flag_top_k(scores, score=MODEL, share=config.capacity_share)
-    scores = with_groups(scores, tables.students)
-    groups = [g for g in FAIRNESS_GROUPS if g in scores.columns and scores[g].notna().any()]
-    audit = fairness_audit(scores, flagged="flagged", label="label", groups=groups)
     result = evaluation[MODEL].to_dict()
     return {
         "model": store.model_name,
