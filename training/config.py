@@ -5,7 +5,7 @@ from __future__ import annotations
 import tomllib
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -28,6 +28,15 @@ class TrainingConfig(BaseModel):
     )
     test_to: date | None = Field(None, description="last test as_of; default: the last observable")
     calibration_weeks: int = Field(8, ge=2, le=52)
+    split: Literal["temporal", "cohort"] = Field(
+        "temporal",
+        description="temporal: train/calibrate on label windows closing before the test "
+        "window; cohort: test on the enrolments starting on or after train_until, train on "
+        "the earlier ones (overlapping course presentations, e.g. OULAD)",
+    )
+    calibration_share: float = Field(
+        0.2, gt=0, lt=1, description="cohort split: share of earlier students held out to calibrate"
+    )
     capacity_share: float = Field(0.05, gt=0, le=1, description="visits per school per week")
     seed: int = 0
     early_stopping_rounds: int = Field(100, ge=5)

@@ -50,10 +50,13 @@ def fit_models(
     n_jobs: int = 2,
     early_stopping_rounds: int = 100,
     gbm_overrides: dict[str, Any] | None = None,
+    early_stop_on_calibration: bool = False,
 ) -> FittedModels:
     """Fit LightGBM on train (early stopping on the calibration period, which lies after
     train's last label window), calibrate it on the calibration period, fit baselines on
-    train."""
+    train. With `early_stop_on_calibration` (a cohort split, whose calibration rows are
+    held-out students rather than a later period) the number of trees is chosen on the
+    calibration rows directly, not on a later slice of the training period."""
     features = list(contract.feature_names)
     X_train, y_train = _xy(frames.train, features)
     X_cal, y_cal = _xy(frames.calibration, features)
@@ -63,7 +66,11 @@ def fit_models(
             "(an earlier --train-until needs more history before it)"
         )
     started = time.perf_counter()
-    inner_train, inner_valid = early_stopping_fold(frames.train, horizon_days=contract.horizon_days)
+    inner_train, inner_valid = (
+        (None, None)
+        if early_stop_on_calibration
+        else early_stopping_fold(frames.train, horizon_days=contract.horizon_days)
+    )
 
     def new_classifier(overrides: dict[str, Any]) -> Any:
         return make_classifier(

@@ -55,7 +55,7 @@ def enrolment_start(tables: RawTables, snapshot: pd.DataFrame) -> pd.Series:
         return pd.Series(pd.NaT, index=snapshot.index, dtype="datetime64[ns]")
     starts = enr.loc[:, keys].astype("str")
     starts["start"] = pd.to_datetime(enr["start_date"]).astype("datetime64[ns]")
-    merged = rows.astype({k: "str" for k in keys}).merge(starts, on=keys, how="left")
+    merged = rows.astype(dict.fromkeys(keys, "str")).merge(starts, on=keys, how="left")
     merged = merged.loc[merged["start"].isna() | (merged["start"] <= merged["as_of"])]
     latest = merged.groupby("row")["start"].max().reindex(range(len(rows)))
     return pd.Series(latest.to_numpy(dtype="datetime64[ns]"), index=snapshot.index)

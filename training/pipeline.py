@@ -39,13 +39,15 @@ from training.fit import (
     score_frame,
 )
 from training.matrices import (
+    SplitFrames,
+    enrolment_start,
     labelled_snapshots,
     observed_until,
     school_days,
     split_frames,
     with_groups,
 )
-from training.splits import Split, temporal_split, weekly_as_ofs
+from training.splits import CohortSplit, Split, cohort_split, temporal_split, weekly_as_ofs
 
 logger = logging.getLogger(__name__)
 
@@ -106,12 +108,39 @@ def default_test_from(as_ofs: Sequence[date], tables: RawTables) -> date:
 @dataclass(frozen=True)
 class Prepared:
     frame: pd.DataFrame  # labelled snapshots for every as_of used
-    split: Split
+    split: Split | CohortSplit
     contract: FeatureContract
+    enrolment_starts: pd.Series | None = None  # aligned to frame; for a cohort split
+
+    def frames(self) -> SplitFrames:
+        """The train, calibration and test rows of the split."""
+        return split_frames(self.frame, self.split, enrolment_starts=self.enrolment_starts)
+
+
+def make_split(
+    as_ofs: Sequence[date], config: TrainingConfig, *, test_from: date, test_to: date | None
+) -> Split | CohortSplit:
+    """The split `config.split` asks for, with the test window [test_from, test_to]."""
+    if config.split == "cohort":
+        return cohort_split(
+            as_ofs,
+            horizon=config.horizon,
+            cohort_from=test_from,
+            test_to=test_to,
+            calibration_share=config.calibration_share,
+            seed=config.seed,
+        )
+    return temporal_split(
+        as_ofs,
+        horizon=config.horizon,
+        test_from=test_from,
+        test_to=test_to,
+        calibration_weeks=config.calibration_weeks,
+    )
 
 
 def prepare(tables: RawTables, config: TrainingConfig, on_step: StepCallback = _noop) -> Prepared:
-    """Weekly as_ofs, the temporal split, labelled snapshots and the feature contract."""
+    """Weekly as_ofs, the split, labelled snapshots and the feature contract."""
     as_ofs = observable_as_ofs(tables, config)
     if len(as_ofs) < 12:
         raise ValueError(
@@ -119,13 +148,7 @@ def prepare(tables: RawTables, config: TrainingConfig, on_step: StepCallback = _
             f"{config.horizon_days}-day outcomes; training needs at least 12"
         )
     test_from = config.train_until or default_test_from(as_ofs, tables)
-    split = temporal_split(
-        as_ofs,
-        horizon=config.horizon,
-        test_from=test_from,
-        test_to=config.test_to,
-        calibration_weeks=config.calibration_weeks,
-    )
+    split = make_split(as_ofs, config, test_from=test_from, test_to=config.test_to)
     used = sorted({*split.train_as_ofs, *split.calibration_as_ofs, *split.test_as_ofs})
     on_step(f"building snapshots for {len(used)} weekly as_of dates")
     frame = labelled_snapshots(
@@ -135,7 +158,8 @@ def prepare(tables: RawTables, config: TrainingConfig, on_step: StepCallback = _
         horizon_to_enrolment_end=config.horizon_to_enrolment_end,
     )
     contract = build_contract(frame, horizon_days=config.horizon_days)
-    return Prepared(frame=frame, split=split, contract=contract)
+    starts = enrolment_start(tables, frame) if isinstance(split, CohortSplit) else None
+    return Prepared(frame=frame, split=split, contract=contract, enrolment_starts=starts)
 
 
 @dataclass(frozen=True)
@@ -157,7 +181,7 @@ def fit_and_evaluate(
     on_step: StepCallback = _noop,
 ) -> Outcome:
     """Fit on train + calibration, evaluate model and baselines on test (no I/O)."""
-    frames = split_frames(prepared.frame, prepared.split)
+    frames = prepared.frames()
     on_step(
         f"fitting LightGBM and baselines on {len(frames.train):,} rows "
         f"({int(frames.train['label'].sum())} dropouts)"
@@ -169,6 +193,7 @@ def fit_and_evaluate(
         n_jobs=config.n_jobs,
         early_stopping_rounds=config.early_stopping_rounds,
         gbm_overrides=config.gbm,
+        early_stop_on_calibration=isinstance(prepared.split, CohortSplit),
     )
     on_step(f"evaluating on {len(frames.test):,} test rows")
     scores, evaluation, audit = score_and_audit(
@@ -229,7 +254,7 @@ class TrainResult:
     evaluation: EvaluationResult
     fairness: pd.DataFrame
     disparities: list[str]
-    split: Split
+    split: Split | CohortSplit
     n_rows: dict[str, int]
     train_seconds: float
     fingerprint: str
@@ -317,7 +342,7 @@ def run_experiment(
     started = time.perf_counter()
     prepared = prepare(tables, config, on_step)
     outcome = fit_and_evaluate(tables, prepared, config, on_step)
-    test_frame = split_frames(prepared.frame, prepared.split).test
+    test_frame = prepared.frames().test
     client = track.connect(store)
     digest = fingerprint(tables)
     on_step("logging the run and the model to MLflow")
@@ -333,6 +358,7 @@ def run_experiment(
                 "n_features": len(prepared.contract.feature_names),
                 "train_from": split.train_as_ofs[0].isoformat(),
                 "train_to": split.train_as_ofs[-1].isoformat(),
+                "split": config.split,
                 "calibration_from": split.calibration_as_ofs[0].isoformat(),
                 "test_from": split.test_as_ofs[0].isoformat(),
                 "test_to": split.test_as_ofs[-1].isoformat(),
@@ -416,17 +442,19 @@ def evaluate_registered(
             f"{config.horizon_days}-day outcome in this export (it ends {observed_until(tables)})"
         )
     eval_config = config.model_copy(update={"horizon_days": contract.horizon_days})
-    split = temporal_split(
+    split = make_split(
         all_as_ofs,
-        horizon=eval_config.horizon,
-        test_from=test[0],
+        eval_config,
+        test_from=date_from if config.split == "cohort" else test[0],
         test_to=test[-1],
-        calibration_weeks=eval_config.calibration_weeks,
     )
     # The baselines learn only a monotone map from their rule to a probability (and the
     # logistic regression a few dozen weights): the last BASELINE_HISTORY_WEEKS weeks of
     # history are plenty and keep evaluation from rebuilding every snapshot since the start.
-    history = sorted({*split.train_as_ofs, *split.calibration_as_ofs})[-BASELINE_HISTORY_WEEKS:]
+    # A cohort split fits them on the earlier cohorts at every date, as training does.
+    history = sorted({*split.train_as_ofs, *split.calibration_as_ofs})
+    if not isinstance(split, CohortSplit):
+        history = history[-BASELINE_HISTORY_WEEKS:]
     used = sorted({*history, *split.test_as_ofs})
     on_step(f"building snapshots for {len(used)} weekly as_of dates")
     frame = labelled_snapshots(
@@ -436,8 +464,13 @@ def evaluate_registered(
         horizon_to_enrolment_end=eval_config.horizon_to_enrolment_end,
     )
     contract.check(frame, catalog_version=CATALOG_VERSION)
-    frames = split_frames(frame, split)
-    on_step("fitting the baselines on the history before the window")
+    starts = enrolment_start(tables, frame) if isinstance(split, CohortSplit) else None
+    frames = split_frames(frame, split, enrolment_starts=starts)
+    on_step(
+        "fitting the baselines on the earlier cohorts"
+        if isinstance(split, CohortSplit)
+        else "fitting the baselines on the history before the window"
+    )
     history = pd.concat([frames.train, frames.calibration], ignore_index=True)
     X_hist = history.loc[:, list(contract.feature_names)].astype(np.float64)
     fitted = FittedModels(

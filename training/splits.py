@@ -288,3 +288,113 @@ def rolling_splits(
             raise ValueError(f"Fold {fold + 1} of {n_folds}: {error}") from error
         splits.append(split)
     return splits
+
+
+@dataclass(frozen=True)
+class CohortSplit:
+    """A split by cohort: test on the enrolments that start on or after `cohort_from`.
+
+    For courses whose runs overlap in time (a university module's February presentation
+    starts while the October one is still running, as in OULAD), a split by `as_of` date
+    mixes the cohorts. Here a row belongs to the part of its enrolment row's start date:
+
+    * test: rows of enrolments starting on or after `cohort_from`, at the `test_as_ofs`;
+    * train and calibration: rows of enrolments that started before `cohort_from`, at
+      any of their observable `as_of` dates; a held-out `calibration_share` of those
+      students (drawn with `seed`) calibrates, the others train.
+
+    Training labels of the earlier cohorts may close after `cohort_from` (the October
+    presentation ends in June): this is the usual "train on earlier presentations, test
+    on a later one" protocol, not a strictly temporal one. Features stay as of each date.
+
+    Parameters
+    ----------
+    train_as_ofs, calibration_as_ofs, test_as_ofs : tuple of datetime.date
+        Strictly increasing, non-empty; every test date is on or after `cohort_from`.
+    horizon : datetime.timedelta
+        Label window length; positive.
+    cohort_from : datetime.date
+        First start date of a test enrolment.
+    calibration_share : float
+        Share of the earlier cohorts' students held out for calibration, in (0, 1).
+    seed : int
+        Seed of the draw of calibration students.
+    """
+
+    train_as_ofs: tuple[dt.date, ...]
+    calibration_as_ofs: tuple[dt.date, ...]
+    test_as_ofs: tuple[dt.date, ...]
+    horizon: dt.timedelta
+    cohort_from: dt.date
+    calibration_share: float = 0.2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.horizon <= dt.timedelta(0):
+            raise ValueError(f"The label horizon must be positive; got {self.horizon}.")
+        if not 0.0 < self.calibration_share < 1.0:
+            raise ValueError(f"calibration_share must be in (0, 1); got {self.calibration_share}.")
+        object.__setattr__(self, "cohort_from", _as_date(self.cohort_from))
+        for part in ("train_as_ofs", "calibration_as_ofs", "test_as_ofs"):
+            dates = tuple(_as_date(d) for d in getattr(self, part))
+            object.__setattr__(self, part, dates)
+            if not dates:
+                raise ValueError(f"The split has no {part.removesuffix('_as_ofs')} as_of dates.")
+            if any(a >= b for a, b in zip(dates, dates[1:], strict=False)):
+                raise ValueError(f"The {part} must be strictly increasing, without repeats.")
+        if self.test_as_ofs[0] < self.cohort_from:
+            raise ValueError(
+                f"Test as_of {self.test_as_ofs[0].isoformat()} is before the first test "
+                f"cohort's start {self.cohort_from.isoformat()}."
+            )
+
+    def describe(self) -> str:
+        """A one-line summary for logs and run descriptions."""
+        return (
+            f"cohorts starting before {self.cohort_from.isoformat()}: train and calibrate "
+            f"({self.calibration_share:.0%} of their students) on {_describe(self.train_as_ofs)}"
+            f"; test the later cohorts on {_describe(self.test_as_ofs)}; "
+            f"horizon {self.horizon.days} days"
+        )
+
+
+def cohort_split(
+    as_ofs: Sequence[dt.date],
+    *,
+    horizon: dt.timedelta,
+    cohort_from: dt.date,
+    test_to: dt.date | None = None,
+    calibration_share: float = 0.2,
+    seed: int = 0,
+) -> CohortSplit:
+    """A `CohortSplit`: every date may hold training rows (of the earlier cohorts); the test
+    dates are those in ``[cohort_from, test_to]``.
+
+    Raises
+    ------
+    ValueError
+        When no date lies before `cohort_from` (no earlier cohort can have been observed)
+        or none in the test period, or for the reasons `CohortSplit` gives.
+    """
+    dates = _sorted_dates(as_ofs)
+    cohort_from = _as_date(cohort_from)
+    test_to = _as_date(test_to) if test_to is not None else None
+    test = [d for d in dates if d >= cohort_from and (test_to is None or d <= test_to)]
+    earlier = [d for d in dates if d < cohort_from]
+    if not test or not earlier:
+        part = "test" if not test else "the earlier cohorts"
+        raise ValueError(
+            f"Cannot split {_describe(dates)} by cohort from {cohort_from.isoformat()}: "
+            f"no as_of dates left for {part}."
+        )
+    split = CohortSplit(
+        train_as_ofs=tuple(dates),
+        calibration_as_ofs=tuple(dates),
+        test_as_ofs=tuple(test),
+        horizon=horizon,
+        cohort_from=cohort_from,
+        calibration_share=calibration_share,
+        seed=seed,
+    )
+    logger.info("cohort_split: %s", split.describe())
+    return split
