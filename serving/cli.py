@@ -386,6 +386,10 @@ def evaluate(
         bool,
         typer.Option("--horizon-to-enrolment-end", help="Cap label windows at enrolment end."),
     ] = False,
+    config_file: Annotated[
+        Path | None,
+        typer.Option("--config", help="TOML file with a [training] table (as for train)."),
+    ] = None,
 ) -> None:
     """Score a registered model on every weekly as_of in a window whose outcome is known.
 
@@ -404,7 +408,7 @@ def evaluate(
             raise CommandFailed("give the window with --from YYYY-MM-DD --to YYYY-MM-DD")
         config = _training_config(
             settings,
-            None,
+            config_file,
             capacity_share=capacity_share,
             horizon_to_enrolment_end=to_enrolment_end or None,
         )
