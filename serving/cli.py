@@ -8,6 +8,7 @@ Bad input ends with a clear message and a non-zero exit code, never a traceback
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -56,6 +57,8 @@ def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show progress logs.")] = False,
 ) -> None:
     _state["debug"] = debug
+    # MLflow configures its own logger on import; tell it our level before it is imported.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "DEBUG" if debug else "WARNING")
     level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("alembic", "mlflow", "urllib3", "matplotlib", "numba", "shap"):

@@ -389,8 +389,6 @@ def run_experiment(
         example = test_frame.loc[
             :, ["student_id", "as_of", "school_id", "class_id", *prepared.contract.feature_names]
         ].head(5)
-        # Features as doubles in the logged signature: any of them may be missing (NaN).
-        example = example.astype(dict.fromkeys(prepared.contract.feature_names, "float64"))
         _, version = track.log_risk_model(
             outcome.fitted.risk_model, input_example=example, model_name=store.model_name
         )

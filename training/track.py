@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,7 +71,10 @@ def log_risk_model(
     model: RiskModel, *, input_example: pd.DataFrame, model_name: str
 ) -> tuple[str, str]:
     """Log the pyfunc from code with its artifacts and register it. Returns (uri, version)."""
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        # MLflow hints that integer columns cannot hold NaN; ours are counts and flags that
+        # the snapshot always fills, and MLflow refuses int64 input for a double schema.
+        warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
         artifacts = model.save_parts(Path(tmp))
         info = mlflow.pyfunc.log_model(
             name=MODEL_ARTIFACT,
