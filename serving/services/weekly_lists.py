@@ -31,7 +31,7 @@ import datetime as dt
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -175,6 +175,34 @@ def change_since(
     return "unchanged"
 
 
+def order_list(
+    now: Sequence[tuple[str, str, int, float]],
+    before: Mapping[str, tuple[str, int, float]],
+) -> list[tuple[str, str, str]]:
+    """A school's (or class's) list: (student_id, tier, change) in display order.
+
+    Parameters
+    ----------
+    now : this week's students as (student_id, tier, escalation_level, risk_score)
+    before : last week's standing by student_id, as (tier, escalation_level, risk_score)
+
+    Students on this week's list come first: ladder level desc, risk_score desc, ties by
+    student_id. Then those on last week's list but not this week's (change ``left``),
+    riskiest first. Everyone else is left out.
+    """
+    listed: list[tuple[str, str, int, float, str]] = []
+    left: list[tuple[str, str, int, float, str]] = []
+    for student_id, tier, level, risk in now:
+        change = change_since((tier, level, risk), before.get(student_id))
+        if change == "left":
+            left.append((student_id, tier, level, risk, change))
+        elif change is not None:
+            listed.append((student_id, tier, level, risk, change))
+    listed.sort(key=lambda t: list_order_key(t[2], t[3], t[0]))
+    left.sort(key=lambda t: risk_order_key(t[3], t[0]))
+    return [(t[0], t[1], t[4]) for t in (*listed, *left)]
+
+
 def term_start(as_of: dt.date) -> dt.date:
     """Start of the term as_of falls in, for counting visits: 1 Sep (autumn) or 1 Feb."""
     if as_of.month >= 9:
@@ -254,22 +282,10 @@ def _school_rows(
         r.student_id: (before_tiers[r.student_id], r.escalation_level, r.risk_score)
         for r in before_rows
     }
-    listed: list[tuple[WeeklyScoreRow, str, str]] = []
-    left: list[tuple[WeeklyScoreRow, str, str]] = []
-    for row in rows:
-        tier = tiers[row.student_id]
-        change = change_since(
-            (tier, row.escalation_level, row.risk_score), before.get(row.student_id)
-        )
-        if change == "left":
-            left.append((row, tier, change))
-        elif change is not None:
-            listed.append((row, tier, change))
-    listed.sort(
-        key=lambda t: list_order_key(t[0].escalation_level, t[0].risk_score, t[0].student_id)
-    )
-    left.sort(key=lambda t: risk_order_key(t[0].risk_score, t[0].student_id))
-    return listed + left, used_capacity, rows[0].model_version
+    by_id = {r.student_id: r for r in rows}
+    now = [(r.student_id, tiers[r.student_id], r.escalation_level, r.risk_score) for r in rows]
+    ordered = [(by_id[sid], tier, change) for sid, tier, change in order_list(now, before)]
+    return ordered, used_capacity, rows[0].model_version
 
 
 def _as_list(
