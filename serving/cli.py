@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -497,6 +497,136 @@ def import_oulad_command(
     run_guarded(body)
 
 
+# --------------------------------------------------------------------------- service
+
+
+def last_monday(today: date) -> date:
+    """The Monday of `today`'s week (today itself on a Monday)."""
+    return today - timedelta(days=today.weekday())
+
+
+@app.command()
+def score(
+    export_dir: Annotated[
+        Path | None,
+        typer.Argument(help="Export folder (default: the home folder's data, var/data)."),
+    ] = None,
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(
+            "--as-of", formats=["%Y-%m-%d"], help="Week to score (default: this week's Monday)."
+        ),
+    ] = None,
+    capacity: Annotated[
+        int | None,
+        typer.Option(
+            "--capacity",
+            min=1,
+            help="Home visits per school per week (default: 5 % of each school's pupils).",
+        ),
+    ] = None,
+) -> None:
+    """The weekly batch: score every enrolled pupil with the champion model and write lists.
+
+    Stores the scores in the database and writes per-school and per-class lists as CSV
+    (UTF-8 with BOM, opens in Excel and WPS) and XLSX under <home>/lists/<as_of>/. Ladder
+    alerts (1/2/3 days absent) come first, then the ranked pupils. A run that fails leaves
+    last week's lists and scores as they were.
+    """
+    from serving.registry import NoChampionModel
+    from serving.services.weekly_lists import run_weekly_job
+
+    settings = _settings()
+
+    def body() -> None:
+        day = as_of.date() if as_of else last_monday(date.today())
+        try:
+            with step(f"scoring the week of {day}"):
+                result = run_weekly_job(
+                    settings, export_dir=export_dir, as_of=day, capacity=capacity
+                )
+        except NoChampionModel as exc:
+            raise CommandFailed(str(exc)) from exc
+        _print_weekly(result)
+
+    run_guarded(body)
+
+
+def _print_weekly(result: Any) -> None:
+    typer.echo(
+        f"scored {result.n_students:,} pupils as of {result.as_of} with model version "
+        f"{result.model_version} ({result.n_explained:,} explained) in {result.seconds:.1f} s"
+    )
+    folders = sorted({f.parent for f in result.files})
+    typer.echo(f"wrote {len(result.files)} list files under {folders[0] if folders else '-'}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option("--host", help="Address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port (default 8000).")] = None,
+) -> None:
+    """Run the web service: the API (/docs) and, when set, the weekly batch on schedule."""
+    from serving.app import serve as run_server
+
+    settings = _settings()
+    typer.echo(
+        f"serving on http://{host or settings.serving.host}:{port or settings.serving.port} "
+        "(Ctrl-C stops)"
+    )
+    run_guarded(lambda: run_server(settings, host=host, port=port))
+
+
+users_app = typer.Typer(help="Accounts of the service.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+def _read_password() -> str:
+    if not sys.stdin.isatty():
+        line = sys.stdin.readline().rstrip("\n")
+        if line:
+            return line
+    return str(typer.prompt("password", hide_input=True, confirmation_prompt=True))
+
+
+@users_app.command("add")
+def users_add(
+    username: Annotated[str, typer.Argument(help="Login name (3-64 of A-Z a-z 0-9 _ . -).")],
+    role: Annotated[
+        str,
+        typer.Option("--role", help="county_admin, school_admin, teacher or researcher."),
+    ],
+    school: Annotated[
+        str | None, typer.Option("--school", help="School id (school_admin, teacher).")
+    ] = None,
+    classes: Annotated[
+        list[str] | None, typer.Option("--class", help="Class id of a teacher; repeat for more.")
+    ] = None,
+    staff_role: Annotated[
+        str | None,
+        typer.Option("--staff-role", help="homeroom_teacher, subject_teacher, principal, county."),
+    ] = None,
+) -> None:
+    """Add a user. The password is read from standard input, or asked for twice."""
+    from serving.app import add_user_from_cli
+    from serving.services.users import InvalidUser
+
+    settings = _settings()
+
+    def body() -> None:
+        password = _read_password()
+        try:
+            user = add_user_from_cli(
+                settings, username, password, role, school, classes or (), staff_role
+            )
+        except InvalidUser as exc:
+            raise CommandFailed(str(exc)) from exc
+        scope = user.school_id or "all schools"
+        typer.echo(f"added {user.username} ({user.role}, {scope})")
+
+    run_guarded(body)
+
+
 # --------------------------------------------------------------------------- demo
 
 
@@ -507,17 +637,25 @@ def demo(
     ] = 20_000,
     years: Annotated[int, typer.Option("--years", min=2, max=6, help="School years.")] = 3,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    no_serve: Annotated[
+        bool, typer.Option("--no-serve", help="Stop after writing the lists; do not serve.")
+    ] = False,
 ) -> None:
     """Run the whole pipeline on a synthetic county in the home folder.
 
     synth -> validate -> train (temporal validation, baselines, fairness audit, MLflow
-    registry) -> evaluate the champion on the last weeks of the test window. Everything is
-    written below the home folder (./var by default): the export in var/data, the MLflow
-    store in var/mlflow.db and var/mlartifacts.
+    registry) -> evaluate the champion on the last weeks of the test window -> score the
+    latest week and write the lists -> create demo users -> serve at http://127.0.0.1:8000.
+    Everything is written below the home folder (./var by default): the export in
+    var/data, the MLflow store in var/mlflow.db and var/mlartifacts, the service database
+    var/baoxue.db, the lists in var/lists.
     """
     from features.sources import load_export, write_export
     from features.synthetic import generate_county
+    from serving.services.weekly_lists import run_weekly_job
+    from training.matrices import school_days
     from training.pipeline import evaluate_registered, run_experiment
+    from training.splits import weekly_as_ofs
 
     settings = _settings()
     data_dir = settings.paths.data
@@ -562,11 +700,42 @@ def demo(
             progress.close()
         _print_evaluation(report)
         typer.echo(
-            f"\nDone. Browse runs and models with: mlflow ui --backend-store-uri "
-            f"{settings.tracking_uri}"
+            f"\nBrowse runs and models with: mlflow ui --backend-store-uri {settings.tracking_uri}"
         )
 
+        latest = weekly_as_ofs(school_days(loaded.tables))[-1]
+        typer.echo(f"\n== score: the weekly lists for the week of {latest} ==")
+        with step(f"scoring every enrolled pupil as of {latest}"):
+            weekly = run_weekly_job(settings, export_dir=data_dir, as_of=latest, capacity=None)
+        _print_weekly(weekly)
+        accounts = _demo_accounts(settings, latest)
+        typer.echo("\ndemo users (new passwords each run):")
+        for account in accounts:
+            scope = account.class_id or account.school_id or "every school"
+            typer.echo(f"  {account.username:<10} {account.password:<14} {account.role} ({scope})")
+        if no_serve:
+            return
+        from serving.app import serve as run_server
+
+        typer.echo(
+            f"\nserving at http://{settings.serving.host}:{settings.serving.port} "
+            "(API docs at /docs; Ctrl-C stops)"
+        )
+        run_server(settings)
+
     run_guarded(body)
+
+
+def _demo_accounts(settings: Settings, as_of: date) -> list[Any]:
+    from serving.services.demo import ensure_demo_accounts
+    from serving.storage.db import make_engine, session_factory
+
+    engine = make_engine(settings.database_url)
+    try:
+        with session_factory(engine).begin() as session:
+            return ensure_demo_accounts(session, as_of)
+    finally:
+        engine.dispose()
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m serving.cli`
