@@ -137,3 +137,62 @@ def test_train_then_evaluate_json(small_export, home):
         assert key in report
     assert set(report["baselines"]) == {"escalation_ladder", "hardship_count", "logistic"}
     assert 0.5 < report["auc"] <= 1
+
+
+def _point_settings_at(monkeypatch, store, home: Path) -> None:
+    monkeypatch.setenv("BAOXUE_PATHS__HOME", str(home))
+    monkeypatch.setenv("BAOXUE_MLFLOW__TRACKING_URI", store.tracking_uri)
+    monkeypatch.setenv("BAOXUE_MLFLOW__REGISTRY_URI", store.registry_uri)
+    monkeypatch.setenv("BAOXUE_MLFLOW__MODEL_NAME", store.model_name)
+    get_settings.cache_clear()
+
+
+def test_score_writes_lists_and_users_add_reads_the_password(
+    trained, small_export, tmp_path, monkeypatch
+):
+    _, store, _ = trained
+    home = tmp_path / "svc"
+    _point_settings_at(monkeypatch, store, home)
+    try:
+        result = invoke("score", str(small_export), "--as-of", "2026-03-16")
+        assert result.exit_code == 0, result.output
+        assert "scored" in result.output
+        week = home / "lists" / "2026-03-16"
+        assert any(week.glob("*.xlsx")) and any(week.glob("*.csv"))
+
+        result = runner.invoke(
+            app, ["users", "add", "chen.l", "--role", "county_admin"], input="a-long-password\n"
+        )
+        assert result.exit_code == 0, result.output
+        assert "added chen.l (county_admin, all schools)" in result.output
+        result = runner.invoke(app, ["users", "add", "li", "--role", "teacher"], input="pw\n")
+        assert result.exit_code == 1
+        assert "Traceback" not in result.output
+    finally:
+        get_settings.cache_clear()
+
+
+def test_score_without_a_model_says_so(small_export, tmp_path, monkeypatch):
+    monkeypatch.setenv("BAOXUE_PATHS__HOME", str(tmp_path / "empty"))
+    get_settings.cache_clear()
+    try:
+        result = invoke("score", str(small_export), "--as-of", "2026-03-16")
+        assert result.exit_code == 1
+        assert "model" in result.output.lower() and "Traceback" not in result.output
+        assert not (tmp_path / "empty" / "lists").exists()
+    finally:
+        get_settings.cache_clear()
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end_without_serving(tmp_path, monkeypatch):
+    monkeypatch.setenv("BAOXUE_PATHS__HOME", str(tmp_path / "demo"))
+    get_settings.cache_clear()
+    try:
+        result = invoke("demo", "--students", "1500", "--no-serve")
+        assert result.exit_code == 0, result.output
+        assert "registered version 1 as 'champion'" in result.output
+        assert "demo users" in result.output and "teacher" in result.output
+        assert any((tmp_path / "demo" / "lists").rglob("*.xlsx"))
+    finally:
+        get_settings.cache_clear()
