@@ -307,6 +307,14 @@ def train(
     config_file: Annotated[
         Path | None, typer.Option("--config", help="TOML file with a [training] table.")
     ] = None,
+    optuna_seconds: Annotated[
+        int | None,
+        typer.Option(
+            "--optuna-seconds",
+            min=0,
+            help="Search LightGBM parameters with Optuna for this long (needs '.[tune]').",
+        ),
+    ] = None,
 ) -> None:
     """Train the risk model with temporal validation and register it in MLflow.
 
@@ -330,6 +338,7 @@ def train(
             horizon_days=horizon,
             capacity_share=capacity_share,
             horizon_to_enrolment_end=to_enrolment_end or None,
+            optuna_seconds=optuna_seconds,
         )
         with step(f"reading and validating {export_dir}"):
             tables = _load(export_dir)

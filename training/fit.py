@@ -51,6 +51,7 @@ def fit_models(
     early_stopping_rounds: int = 100,
     gbm_overrides: dict[str, Any] | None = None,
     early_stop_on_calibration: bool = False,
+    tune_seconds: int = 0,
 ) -> FittedModels:
     """Fit LightGBM on train (early stopping on the calibration period, which lies after
     train's last label window), calibrate it on the calibration period, fit baselines on
@@ -83,6 +84,19 @@ def fit_models(
         )
 
     overrides = dict(gbm_overrides or {})
+    if tune_seconds > 0 and inner_train is not None and inner_valid is not None:
+        overrides = {
+            **overrides,
+            **tune_params(
+                lambda extra: new_classifier({**overrides, **extra}),
+                inner_train,
+                inner_valid,
+                features,
+                seconds=tune_seconds,
+                seed=seed,
+                early_stopping_rounds=early_stopping_rounds,
+            ),
+        }
     if inner_train is not None and inner_valid is not None:
         # Choose the number of trees on a later slice of the training period, then refit
         # on the whole period with that number.
@@ -117,6 +131,62 @@ def fit_models(
         fit_seconds=fit_seconds,
         params={k: v for k, v in clf.get_params().items() if v is not None},
     )
+
+
+def tune_params(
+    make: Any,
+    inner_train: pd.DataFrame,
+    inner_valid: pd.DataFrame,
+    features: Sequence[str],
+    *,
+    seconds: int,
+    seed: int = 0,
+    early_stopping_rounds: int = 100,
+) -> dict[str, Any]:
+    """Search LightGBM's tree-shape and regularisation parameters with Optuna (TPE, seeded)
+    for `seconds`, by average precision on the later slice of the training period. Needs
+    the optional dependency: pip install -e '.[tune]'."""
+    try:
+        import optuna
+    except ImportError as exc:
+        raise ValueError(
+            "a hyper-parameter search (optuna_seconds > 0) needs Optuna: pip install -e '.[tune]'"
+        ) from exc
+    from sklearn.metrics import average_precision_score
+
+    X_in, y_in = _xy(inner_train, features)
+    X_va, y_va = _xy(inner_valid, features)
+
+    def objective(trial: Any) -> float:
+        params = {
+            "num_leaves": trial.suggest_int("num_leaves", 3, 31, log=True),
+            "min_child_samples": trial.suggest_int("min_child_samples", 20, 2000, log=True),
+            "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.2, log=True),
+            "reg_lambda": trial.suggest_float("reg_lambda", 0.1, 50.0, log=True),
+            "colsample_bytree": trial.suggest_float("colsample_bytree", 0.4, 1.0),
+        }
+        clf = fit_classifier(
+            make(params),
+            X_in,
+            y_in,
+            X_valid=X_va,
+            y_valid=y_va,
+            early_stopping_rounds=early_stopping_rounds,
+        )
+        trial.set_user_attr("n_trees", int(clf.best_iteration_ or clf.booster_.num_trees()))
+        return float(average_precision_score(y_va, clf.predict_proba(X_va)[:, 1]))
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    study.enqueue_trial({})  # the defaults are always one of the candidates
+    study.optimize(objective, timeout=seconds, n_trials=None)
+    logger.info(
+        "Optuna: %d trials in %d s, best validation average precision %.4f",
+        len(study.trials),
+        seconds,
+        study.best_value,
+    )
+    return dict(study.best_params)
 
 
 def early_stopping_fold(

@@ -194,6 +194,7 @@ def fit_and_evaluate(
         early_stopping_rounds=config.early_stopping_rounds,
         gbm_overrides=config.gbm,
         early_stop_on_calibration=isinstance(prepared.split, CohortSplit),
+        tune_seconds=config.optuna_seconds,
     )
     on_step(f"evaluating on {len(frames.test):,} test rows")
     scores, evaluation, audit = score_and_audit(
