@@ -28,6 +28,7 @@ from serving.api.deps import LoginLimiter
 from serving.api.errors import CatchAllMiddleware, register_error_handlers
 from serving.api.routes import admin, auth, health, lists, model, risk, students
 from serving.auth import secret_key
+from serving.pages import install as install_pages
 from serving.registry import ModelHolder, NoChampionModel
 from serving.services.users import UserRow, add_user
 from serving.settings import Settings
@@ -151,6 +152,7 @@ def create_app(settings: Settings) -> FastAPI:
     ):
         app.include_router(router)
     register_error_handlers(app)
+    install_pages(app)  # the HTML pages and /static (serving/pages)
     app.add_middleware(CatchAllMiddleware)  # inside the headers, so a 500 gets them too
     app.add_middleware(SecurityHeadersMiddleware)  # added last: outermost of ours
     return app

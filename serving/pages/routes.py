@@ -1,0 +1,342 @@
+"""The HTML pages: login, a teacher's week, a student's page, a principal's overview.
+
+Thin routes (STYLE §10): each reads the session, calls one function of
+`serving.pages.views` or `serving.services`, and renders a template. The pages call the
+same services as the JSON API, never the API itself. Every student page view and every
+refused attempt is audited (`serving.audit.record_access` through the API's `Auditor`);
+forms are protected by the session's CSRF token and redirect after a successful POST.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from features.tables import INTERVENTION_KINDS, OUTCOMES, ROLES
+from serving.api.deps import Auditor, SessionDep, get_sessions
+from serving.api.errors import TooManyAttempts
+from serving.audit import record_access
+from serving.auth import AuthError, Forbidden, InvalidCredentials, NotYourStudent, Viewer
+from serving.pages import views
+from serving.pages.i18n import translate
+from serving.pages.session import (
+    LoginRequired,
+    PageSession,
+    check_csrf,
+    clear_session,
+    keep_lang,
+    new_session,
+    page_lang,
+    read_session,
+    safe_next,
+    write_session,
+)
+from serving.services import students
+from serving.services.scoring import StudentNotFound
+from serving.services.users import authenticate, get_viewer
+from serving.services.weekly_lists import ListNotFound
+from serving.storage.queries import NOTE_MAX
+from serving.storage.tables import FEEDBACK_KINDS
+
+logger = logging.getLogger(__name__)
+
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent.parent / "templates"))
+PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+STUDENT_PAGE = "GET /students/{student_id}"
+
+router = APIRouter(include_in_schema=False)
+
+
+# -- session and viewer -----------------------------------------------------------------
+
+
+def current_viewer(request: Request, session: SessionDep) -> Viewer:
+    """The logged-in viewer from the session cookie; `LoginRequired` otherwise."""
+    page_session = read_session(request)
+    if page_session is None or page_session.user_id is None:
+        raise LoginRequired(request.url.path)
+    try:
+        return get_viewer(session, page_session.user_id)
+    except InvalidCredentials as error:  # deactivated or deleted since login
+        raise LoginRequired(request.url.path) from error
+
+
+PageViewer = Annotated[Viewer, Depends(current_viewer)]
+
+
+def render(
+    request: Request,
+    name: str,
+    context: dict[str, Any] | None = None,
+    *,
+    status_code: int = 200,
+    viewer: Viewer | None = None,
+    page_session: PageSession | None = None,
+) -> HTMLResponse:
+    """Render `name` with the language, the viewer and the form token filled in."""
+    lang = page_lang(request)
+    page_session = page_session or read_session(request)
+    response = TEMPLATES.TemplateResponse(
+        request,
+        name,
+        {
+            "lang": lang,
+            "t": translate(lang),
+            "viewer": viewer,
+            "csrf": page_session.csrf if page_session else "",
+            **(context or {}),
+        },
+        status_code=status_code,
+    )
+    response.headers["Content-Security-Policy"] = PAGE_CSP
+    keep_lang(request, response)
+    return response
+
+
+def error_page(
+    request: Request, status_code: int, title: str, message: str, viewer: Viewer | None = None
+) -> HTMLResponse:
+    """A refusal or not-found page (keys of `i18n.STRINGS`)."""
+    return render(
+        request,
+        "error.html",
+        {"title_key": title, "message_key": message},
+        status_code=status_code,
+        viewer=viewer,
+    )
+
+
+def _auditor(request: Request, session: SessionDep, viewer: Viewer, action: str) -> Auditor:
+    return Auditor(session, get_sessions(request), viewer, action)
+
+
+def _refusal(request: Request, error: Exception, viewer: Viewer) -> HTMLResponse:
+    if isinstance(error, StudentNotFound):
+        return error_page(request, 404, "not_found_title", "student_not_found", viewer)
+    if isinstance(error, NotYourStudent):
+        return error_page(request, 403, "forbidden_title", "not_your_student", viewer)
+    return error_page(request, 403, "forbidden_title", "forbidden_role", viewer)
+
+
+# -- login and logout -------------------------------------------------------------------
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, next: str = "/", notice: str | None = None) -> Response:
+    """The login form (an anonymous session carries its CSRF token)."""
+    page_session = read_session(request)
+    if page_session is None or page_session.user_id is not None:
+        page_session = new_session()
+    notice_key = notice if notice in ("logged_out", "session_ended") else None
+    response = render(
+        request,
+        "login.html",
+        {"next": safe_next(next), "notice_key": notice_key, "error": None},
+        page_session=page_session,
+    )
+    write_session(request, response, page_session)
+    return response
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login(
+    request: Request,
+    session: SessionDep,
+    username: Annotated[str, Form(max_length=64)] = "",
+    password: Annotated[str, Form(max_length=1024)] = "",
+    csrf_token: Annotated[str, Form(max_length=128)] = "",
+    next: Annotated[str, Form(max_length=512)] = "/",
+) -> Response:
+    """Check the password; on success a fresh session and a redirect to `next`."""
+    check_csrf(read_session(request), csrf_token)
+    limiter = request.app.state.login_limiter
+    address = request.client.host if request.client else "unknown"
+    t = translate(page_lang(request))
+    try:
+        limiter.check(username, address)
+        viewer = authenticate(session, username, password)
+    except TooManyAttempts as error:
+        message = t("login_locked", n=error.retry_after_s)
+        return render(request, "login.html", {"next": next, "error": message}, status_code=429)
+    except InvalidCredentials:
+        limiter.failed(username, address)
+        message = t("login_failed")
+        return render(request, "login.html", {"next": next, "error": message}, status_code=401)
+    limiter.succeeded(username, address)
+    response = RedirectResponse(safe_next(next), status_code=303)
+    write_session(request, response, new_session(viewer.user_id))
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, csrf_token: Annotated[str, Form(max_length=128)] = "") -> Response:
+    """End the session."""
+    check_csrf(read_session(request), csrf_token)
+    response = RedirectResponse("/login?notice=logged_out", status_code=303)
+    clear_session(request, response)
+    return response
+
+
+# -- pages ------------------------------------------------------------------------------
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request, session: SessionDep, viewer: PageViewer) -> Response:
+    """A teacher's week; a school admin's overview; other roles a short explanation."""
+    if viewer.role == "teacher":
+        record_access(session, viewer, None, "GET / (week)", viewer.school_id)
+        try:
+            week = views.teacher_week(session, viewer)
+        except ListNotFound:
+            week = None
+        return render(request, "week.html", {"week": week}, viewer=viewer)
+    if viewer.role == "school_admin":
+        record_access(session, viewer, None, "GET / (school)", viewer.school_id)
+        try:
+            overview = views.school_overview(session, viewer)
+        except ListNotFound:
+            overview = None
+        return render(request, "school.html", {"overview": overview}, viewer=viewer)
+    return render(request, "no_page.html", viewer=viewer)
+
+
+@router.get("/students/{student_id}", response_class=HTMLResponse)
+def student(request: Request, session: SessionDep, viewer: PageViewer, student_id: str) -> Response:
+    """A student's page (audited; refused attempts too)."""
+    if not 0 < len(student_id) <= 64:
+        return error_page(request, 404, "not_found_title", "student_not_found", viewer)
+    try:
+        with _auditor(request, session, viewer, STUDENT_PAGE).access(student_id) as entry:
+            page = views.student_page(session, viewer, student_id)
+            entry.school_id = page.record.place.school_id
+    except (AuthError, StudentNotFound) as error:
+        return _refusal(request, error, viewer)
+    return _student_response(request, viewer, page)
+
+
+def _student_response(
+    request: Request,
+    viewer: Viewer,
+    page: views.StudentPage,
+    *,
+    form_error: list[str] | None = None,
+    form: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    return render(
+        request,
+        "student.html",
+        {
+            "page": page,
+            "record": page.record,
+            "kinds": INTERVENTION_KINDS,
+            "outcomes": OUTCOMES,
+            "feedback_choices": FEEDBACK_KINDS,
+            "today": dt.date.today().isoformat(),
+            "form": form or {},
+            "form_error": form_error,
+            "saved": request.query_params.get("saved"),
+        },
+        status_code=status_code,
+        viewer=viewer,
+    )
+
+
+def _by_role(viewer: Viewer) -> str:
+    return viewer.staff_role if viewer.staff_role in ROLES else "homeroom_teacher"
+
+
+@router.post("/students/{student_id}/interventions", response_class=HTMLResponse)
+def add_intervention(
+    request: Request,
+    session: SessionDep,
+    viewer: PageViewer,
+    student_id: str,
+    csrf_token: Annotated[str, Form(max_length=128)] = "",
+    kind: Annotated[str, Form(max_length=64)] = "",
+    date: Annotated[str, Form(max_length=32)] = "",
+    outcome: Annotated[str, Form(max_length=64)] = "",
+    note: Annotated[str, Form(max_length=8000)] = "",
+) -> Response:
+    """Record a visit or action; the note is stored for the school's staff, never logged."""
+    check_csrf(read_session(request), csrf_token)
+    form = {"kind": kind, "date": date, "outcome": outcome, "note": note}
+    on, bad = _checked_visit(kind, date, outcome, note)
+    if on is None or bad:
+        try:
+            with _auditor(request, session, viewer, STUDENT_PAGE).access(student_id) as entry:
+                page = views.student_page(session, viewer, student_id)
+                entry.school_id = page.record.place.school_id
+        except (AuthError, StudentNotFound) as error:
+            return _refusal(request, error, viewer)
+        return _student_response(request, viewer, page, form_error=bad, form=form, status_code=422)
+    action = "POST /students/{student_id}/interventions"
+    try:
+        with _auditor(request, session, viewer, action).access(student_id) as entry:
+            row = students.add_intervention(
+                session,
+                viewer,
+                student_id,
+                date=on,
+                kind=kind,
+                by_role=_by_role(viewer),
+                outcome=outcome,
+                note=note.strip() or None,
+            )
+            entry.school_id = row.school_id
+    except (AuthError, StudentNotFound) as error:
+        return _refusal(request, error, viewer)
+    return RedirectResponse(f"/students/{student_id}?saved=visit#done", status_code=303)
+
+
+def _checked_visit(
+    kind: str, date: str, outcome: str, note: str
+) -> tuple[dt.date | None, list[str]]:
+    """The visit's date and the names of the fields that are not valid (before saving)."""
+    bad = []
+    if kind not in INTERVENTION_KINDS:
+        bad.append("kind")
+    try:
+        on: dt.date | None = dt.date.fromisoformat(date)
+    except ValueError:
+        on = None
+        bad.append("date")
+    if outcome not in OUTCOMES:
+        bad.append("outcome")
+    if len(note.strip()) > NOTE_MAX:
+        bad.append("note")
+    return on, bad
+
+
+@router.post("/students/{student_id}/feedback", response_class=HTMLResponse)
+def add_feedback(
+    request: Request,
+    session: SessionDep,
+    viewer: PageViewer,
+    student_id: str,
+    csrf_token: Annotated[str, Form(max_length=128)] = "",
+    kind: Annotated[str, Form(max_length=32)] = "",
+) -> Response:
+    """Record the teacher's verdict on this week's flag."""
+    check_csrf(read_session(request), csrf_token)
+    if kind not in FEEDBACK_KINDS:
+        return error_page(request, 422, "error_title", "bad_request", viewer)
+    action = "POST /students/{student_id}/feedback"
+    try:
+        with _auditor(request, session, viewer, action).access(student_id):
+            students.add_feedback(session, viewer, student_id, kind=kind)
+    except (AuthError, StudentNotFound) as error:
+        return _refusal(request, error, viewer)
+    return RedirectResponse(f"/students/{student_id}?saved=feedback#feedback", status_code=303)
+
+
+__all__ = ["router", "render", "error_page", "Forbidden"]

@@ -1,0 +1,273 @@
+"""What each page shows, built from the same services as the JSON API (no HTTP here).
+
+- `teacher_week`: a teacher's classes in the newest weekly list (`weekly_lists.build_list`,
+  the school's order and tiers), split into ladder alerts (3 days absent on top) and the
+  ranked list, each row with its last contact and home visits this semester; and each
+  class's home-visit progress against the minimum (half the class, DOMAIN.md).
+- `student_page`: `students.student_record` plus a server-side SVG chart of the history.
+- `school_overview`: a principal's counts per tier per class, open ladder alerts, and
+  home visits per staff member against their minimum (homeroom: half the class,
+  subject teacher: 15, principal: 40).
+
+Home visits count distinct students visited at home since the semester began
+(`weekly_lists.term_start` of the list's week), up to today.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import distinct, func, select
+from sqlalchemy.orm import Session
+
+from serving.auth import Viewer
+from serving.services import students
+from serving.services.students import StudentRecord
+from serving.services.users import list_users
+from serving.services.weekly_lists import ListRow, build_list, term_start
+from serving.storage import queries
+from serving.storage.queries import InterventionRow, WeeklyScoreRow
+from serving.storage.tables import Intervention
+
+HOME_VISIT = "home_visit"
+SUBJECT_TEACHER_MINIMUM = 15
+PRINCIPAL_MINIMUM = 40
+
+
+def homeroom_minimum(class_size: int) -> int:
+    """At least half of the class each semester (rounded up)."""
+    return math.ceil(class_size / 2)
+
+
+@dataclass(frozen=True)
+class WeekRow:
+    """A list row with what the teacher has done so far."""
+
+    row: ListRow
+    last_contact: InterventionRow | None
+    home_visits: int
+
+
+@dataclass(frozen=True)
+class ClassProgress:
+    """Home visits in one class this semester against the minimum."""
+
+    class_id: str
+    size: int
+    need: int
+    done: int
+
+    @property
+    def left(self) -> int:
+        return max(self.need - self.done, 0)
+
+
+@dataclass(frozen=True)
+class TeacherWeek:
+    """A teacher's page for one week."""
+
+    as_of: dt.date
+    semester_start: dt.date
+    class_ids: tuple[str, ...]
+    alerts: tuple[WeekRow, ...]
+    ranked: tuple[WeekRow, ...]
+    left: tuple[WeekRow, ...]
+    progress: tuple[ClassProgress, ...]
+
+
+def _week_row(session: Session, row: ListRow, since: dt.date) -> WeekRow:
+    done = queries.interventions_for(session, row.student_id)
+    visits = sum(1 for i in done if i.kind == HOME_VISIT and i.date >= since)
+    return WeekRow(row, done[0] if done else None, visits)
+
+
+def class_progress(
+    session: Session, school_id: str, class_id: str, as_of: dt.date, since: dt.date
+) -> ClassProgress:
+    """Distinct students of the class visited at home since `since`, against half the class."""
+    ids = [r.student_id for r in queries.scores_for(session, as_of, school_id, class_id)]
+    counts = queries.visits_this_term(session, ids, since)
+    done = sum(1 for n in counts.values() if n > 0)
+    return ClassProgress(class_id, len(ids), homeroom_minimum(len(ids)), done)
+
+
+def teacher_week(session: Session, viewer: Viewer) -> TeacherWeek:
+    """The newest week's list of the teacher's classes; `ListNotFound` when none is stored."""
+    school_id = viewer.school_id or ""
+    weekly = build_list(session, school_id=school_id, as_of=None)
+    since = term_start(weekly.as_of)
+    mine = [r for r in weekly.rows if r.class_id in viewer.class_ids]
+    rows = [_week_row(session, r, since) for r in mine]
+    classes = tuple(sorted(viewer.class_ids))
+    return TeacherWeek(
+        as_of=weekly.as_of,
+        semester_start=since,
+        class_ids=classes,
+        alerts=tuple(w for w in rows if w.row.ladder is not None and w.row.change != "left"),
+        ranked=tuple(w for w in rows if w.row.ladder is None and w.row.change != "left"),
+        left=tuple(w for w in rows if w.row.change == "left"),
+        progress=tuple(class_progress(session, school_id, c, weekly.as_of, since) for c in classes),
+    )
+
+
+# -- the risk chart ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChartPoint:
+    x: float
+    y: float
+    as_of: dt.date
+    risk_score: float
+    tier: str
+
+
+@dataclass(frozen=True)
+class Chart:
+    """An SVG line chart in a `width` × `height` viewBox (drawn by the template)."""
+
+    width: int
+    height: int
+    left: int
+    right: int
+    top: int
+    bottom: int
+    points: tuple[ChartPoint, ...]
+    path: str
+    y_ticks: tuple[tuple[float, str], ...]
+    x_labels: tuple[tuple[float, str], ...]
+
+
+def risk_chart(history: Sequence[WeeklyScoreRow], width: int = 640, height: int = 220) -> Chart:
+    """Risk score per week, oldest on the left; the y axis runs from 0 to a round maximum."""
+    left, right, top, bottom = 44, width - 16, 12, height - 28
+    top_value = max([r.risk_score for r in history] + [0.1])
+    step = 0.05 if top_value <= 0.2 else 0.1 if top_value <= 0.5 else 0.2
+    y_max = min(math.ceil(round(top_value / step, 9)) * step, 1.0) or step
+
+    def y_of(value: float) -> float:
+        return round(bottom - (bottom - top) * value / y_max, 1)
+
+    n = len(history)
+
+    def x_of(i: int) -> float:
+        return round(left + (right - left) * (i / (n - 1) if n > 1 else 0.5), 1)
+
+    points = tuple(
+        ChartPoint(x_of(i), y_of(r.risk_score), r.as_of, r.risk_score, r.tier)
+        for i, r in enumerate(history)
+    )
+    path = " ".join(f"{'M' if i == 0 else 'L'}{p.x},{p.y}" for i, p in enumerate(points))
+    ticks = []
+    value = 0.0
+    while value <= y_max + 1e-9:
+        ticks.append((y_of(value), f"{round(value * 100):d}%"))
+        value += step
+    every = max(1, math.ceil(n / 6))
+    x_labels = tuple(
+        (p.x, p.as_of.strftime("%m-%d")) for i, p in enumerate(points) if i % every == 0
+    )
+    return Chart(width, height, left, right, top, bottom, points, path, tuple(ticks), x_labels)
+
+
+@dataclass(frozen=True)
+class StudentPage:
+    record: StudentRecord
+    chart: Chart | None
+    feedback_kinds: tuple[str, ...]
+
+
+def student_page(session: Session, viewer: Viewer, student_id: str) -> StudentPage:
+    """The student's record and chart; raises what `students.student_record` raises."""
+    record = students.student_record(session, viewer, student_id)
+    chart = risk_chart(record.history) if record.history else None
+    mine = [f for f in record.feedback if f.user_id == viewer.user_id]
+    if record.current is not None:
+        mine = [f for f in mine if f.as_of == record.current.as_of]
+    return StudentPage(record, chart, tuple(f.kind for f in mine[:1]))
+
+
+# -- the principal's overview -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClassTiers:
+    class_id: str
+    size: int
+    high: int
+    medium: int
+    low: int
+    alerts: int
+
+
+@dataclass(frozen=True)
+class StaffProgress:
+    username: str
+    staff_role: str
+    done: int
+    need: int
+
+
+@dataclass(frozen=True)
+class SchoolOverview:
+    as_of: dt.date
+    semester_start: dt.date
+    classes: tuple[ClassTiers, ...]
+    alerts: tuple[ListRow, ...]
+    staff: tuple[StaffProgress, ...]
+
+
+def visited_by_user(session: Session, school_id: str, since: dt.date) -> dict[int, int]:
+    """Distinct students of the school each user visited at home since `since`."""
+    query = (
+        select(Intervention.recorded_by, func.count(distinct(Intervention.student_id)))
+        .where(
+            Intervention.school_id == school_id,
+            Intervention.kind == HOME_VISIT,
+            Intervention.date >= since,
+            Intervention.recorded_by.is_not(None),
+        )
+        .group_by(Intervention.recorded_by)
+    )
+    return {int(user): int(n) for user, n in session.execute(query) if user is not None}
+
+
+def school_overview(session: Session, viewer: Viewer) -> SchoolOverview:
+    """A school admin's overview of their school for the newest week."""
+    school_id = viewer.school_id or ""
+    weekly = build_list(session, school_id=school_id, as_of=None)
+    since = term_start(weekly.as_of)
+    scores = queries.scores_for(session, weekly.as_of, school_id)
+    sizes = Counter(r.class_id for r in scores)
+    tiers = Counter((r.class_id, r.tier) for r in scores)
+    alerts = tuple(r for r in weekly.rows if r.ladder is not None and r.change != "left")
+    alert_counts = Counter(r.class_id for r in alerts)
+    classes = tuple(
+        ClassTiers(
+            c,
+            sizes[c],
+            tiers[(c, "high")],
+            tiers[(c, "medium")],
+            tiers[(c, "low")],
+            alert_counts[c],
+        )
+        for c in sorted(sizes)
+    )
+    visited = visited_by_user(session, school_id, since)
+    staff = []
+    for user in list_users(session, school_id=school_id):
+        role = user.staff_role or ""
+        if role == "homeroom_teacher":
+            need = sum(homeroom_minimum(sizes[c]) for c in user.class_ids)
+        elif role == "principal":
+            need = PRINCIPAL_MINIMUM
+        elif role == "subject_teacher":
+            need = SUBJECT_TEACHER_MINIMUM
+        else:
+            continue
+        staff.append(StaffProgress(user.username, role, visited.get(user.id, 0), need))
+    return SchoolOverview(weekly.as_of, since, classes, alerts, tuple(staff))
