@@ -242,6 +242,7 @@ def _student_response(
             "outcomes": OUTCOMES,
             "feedback_choices": FEEDBACK_KINDS,
             "today": dt.date.today().isoformat(),
+            "horizon_days": request.app.state.settings.training.horizon_days,
             "form": form or {},
             "form_error": form_error,
             "saved": request.query_params.get("saved"),

@@ -1,0 +1,183 @@
+"""The pages in a real browser: Playwright for Python driving Debian's Chromium
+(`/usr/bin/chromium`, headless) against a real uvicorn server on 127.0.0.1.
+
+A teacher logs in, sees the week's list, opens a student, records a home visit and sees
+it on the page; opening another class's student shows the refusal page. Screenshots go
+to the test's temporary folder, and also to the folder named by `BAOXUE_SCREENSHOTS`
+when set (`BAOXUE_SCREENSHOTS=docs/img` refreshes the committed ones).
+
+Skipped, saying why, when Chromium or Playwright is missing. Playwright's own browser
+downloads are never used.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from serving.app import create_app, uvicorn_log_config
+from serving.settings import Settings
+from tests.serving.pages.conftest import PASSWORD
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+DESKTOP = {"width": 1366, "height": 768}
+PHONE = {"width": 390, "height": 844}
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="needs /usr/bin/chromium (apt-get install chromium)"
+    ),
+]
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="needs Playwright for Python (pip install playwright)"
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def server(settings: Settings) -> Iterator[str]:
+    """A real uvicorn server on 127.0.0.1 and a free port, in a thread; its base URL."""
+    import uvicorn
+
+    port = _free_port()
+    config = uvicorn.Config(
+        create_app(settings),
+        host="127.0.0.1",
+        port=port,
+        log_config=uvicorn_log_config(),
+        log_level="warning",
+        server_header=False,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Iterator[list[Path]]:
+    """Screenshots taken by a test; copied to `BAOXUE_SCREENSHOTS` when that is set."""
+    taken: list[Path] = []
+    yield taken
+    target = os.environ.get("BAOXUE_SCREENSHOTS")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        for path in taken:
+            shutil.copyfile(path, Path(target) / path.name)
+
+
+def log_in(page, base: str, username: str) -> None:
+    page.goto(f"{base}/")
+    assert page.url.endswith("/login")
+    page.fill("#username", username)
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/")
+
+
+def test_teacher_logs_in_sees_the_week_opens_a_student_and_records_a_visit(
+    browser, server, shots, tmp_path
+):
+    context = browser.new_context(viewport=DESKTOP, locale="zh-CN")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    log_in(page, server, "teacher_c1")
+
+    assert page.locator("h1").inner_text() == "本周关注名单"
+    alerts = page.locator(".alert-list > li")
+    assert alerts.count() == 2
+    first = alerts.nth(0)
+    assert "STU-A01" in first.inner_text() and "1小时内" in first.inner_text()
+    red = first.evaluate("e => getComputedStyle(e).borderLeftColor")
+    assert red == "rgb(198, 40, 40)"  # the 3-day alert is red
+    rows = page.locator("table.list tbody tr")
+    assert rows.nth(0).locator(".student-link").inner_text() == "STU-A02"
+    assert "已家访 1 人 / 至少 3 人" in page.locator(".progress-card").inner_text()
+    shot = tmp_path / "teacher-week.png"
+    page.screenshot(path=str(shot))
+    shots.append(shot)
+
+    page.click("table.list >> text=STU-A02")
+    page.wait_for_url(f"{server}/students/STU-A02")
+    assert page.locator("h1").inner_text() == "学生 STU-A02"
+    assert page.locator(".chart svg circle").count() == 4
+    page.select_option("select[name=kind]", "home_visit")
+    page.fill("input[name=date]", "2024-03-12")
+    page.select_option("select[name=outcome]", "returned")
+    page.fill("textarea[name=note]", "HOMEVISIT-NOTE 已与爷爷沟通，周一返校")
+    page.click(".visit-form button[type=submit]")
+    page.wait_for_url("**/students/STU-A02?saved=visit*")
+    assert "已保存" in page.locator(".notice").inner_text()
+    newest = page.locator(".timeline li").first.inner_text()
+    assert "家访" in newest and "已返校" in newest and "2024-03-12" in newest
+    assert "HOMEVISIT-NOTE" in newest
+    shot = tmp_path / "student-page.png"
+    page.screenshot(path=str(shot), full_page=True)
+    shots.append(shot)
+
+    page.goto(f"{server}/")
+    assert "2024-03-12" in page.locator("table.list tbody tr").nth(0).inner_text()
+    phone = browser.new_context(viewport=PHONE, locale="zh-CN", is_mobile=True)
+    phone.add_cookies(context.cookies())
+    small = phone.new_page()
+    small.goto(f"{server}/")
+    width = small.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"]  # no sideways scrolling on a phone
+    shot = tmp_path / "teacher-week-phone.png"
+    small.screenshot(path=str(shot), full_page=True)
+    shots.append(shot)
+    assert not errors, errors  # no CSP violations or script errors
+    phone.close()
+    context.close()
+
+
+def test_teacher_opening_another_classs_student_gets_the_refusal_page(browser, server):
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    log_in(page, server, "teacher_c1")
+    response = page.goto(f"{server}/students/STU-A07")
+    assert response is not None and response.status == 403
+    assert page.locator("h1").inner_text() == "没有权限查看"
+    assert "这名学生不在您的班级" in page.locator("main").inner_text()
+    page.click("text=English")
+    assert page.locator("h1").inner_text() == "Not allowed"
+    context.close()
