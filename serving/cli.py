@@ -363,7 +363,16 @@ def _print_train_result(result: Any, config: Any) -> None:
         f"{split.calibration_as_ofs[-1]}"
     )
     typer.echo(f"k = {config.capacity_share:.0%} of each school (and class) per week\n")
-    typer.echo(_metrics_table(result.evaluation.summary()))
+    summary = result.evaluation.summary()
+    typer.echo(_metrics_table(summary))
+    model_p = summary.loc["lightgbm", "precision_at_k"]
+    ladder_p = summary.loc["escalation_ladder", "precision_at_k"]
+    if not model_p > ladder_p:
+        typer.echo(
+            f"\nwarning: on this test window LightGBM's precision@k ({model_p:.3f}) does not "
+            f"beat the written escalation ladder's ({ladder_p:.3f}). With this little history "
+            "the rule is as good a list; more school years (or pupils) usually change that."
+        )
     if result.disparities:
         typer.echo("\nfairness (LightGBM at capacity; ratios outside 0.8-1.25):")
         for line in result.disparities:
