@@ -148,7 +148,15 @@ def prepare(tables: RawTables, config: TrainingConfig, on_step: StepCallback = _
             f"{config.horizon_days}-day outcomes; training needs at least 12"
         )
     test_from = config.train_until or default_test_from(as_ofs, tables)
-    split = make_split(as_ofs, config, test_from=test_from, test_to=config.test_to)
+    try:
+        split = make_split(as_ofs, config, test_from=test_from, test_to=config.test_to)
+    except ValueError as exc:
+        raise ValueError(
+            f"{exc} The export's observable weeks run {as_ofs[0]} .. {as_ofs[-1]}; training "
+            f"needs history whose {config.horizon_days}-day outcomes are known before a "
+            "calibration period and the test window (export more school years, or move the "
+            "test window with --train-until)."
+        ) from exc
     used = sorted({*split.train_as_ofs, *split.calibration_as_ofs, *split.test_as_ofs})
     on_step(f"building snapshots for {len(used)} weekly as_of dates")
     frame = labelled_snapshots(

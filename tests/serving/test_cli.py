@@ -196,3 +196,12 @@ def test_demo_runs_end_to_end_without_serving(tmp_path, monkeypatch):
         assert any((tmp_path / "demo" / "lists").rglob("*.xlsx"))
     finally:
         get_settings.cache_clear()
+
+
+def test_train_on_too_little_history_explains_what_is_needed(tmp_path, home):
+    export = tmp_path / "one-year"
+    assert invoke("synth", str(export), "--students", "300", "--years", "1").exit_code == 0
+    result = invoke("train", str(export))
+    assert result.exit_code == 1
+    assert "export more school years" in result.output
+    assert "Traceback" not in result.output
