@@ -141,6 +141,7 @@ USERS = {
     "teacher_c1": ("teacher", ("SCH-A-C1",), "homeroom_teacher"),
     "teacher_c2": ("teacher", ("SCH-A-C2",), "homeroom_teacher"),
     "principal_a": ("school_admin", (), "principal"),
+    "county_admin": ("county_admin", (), "county"),
 }
 PERSONAL = re.compile(r"STU-A\d\d|NOTE-SECRET|HOMEVISIT-NOTE")
 CLIENT_LOGGERS = frozenset({"httpx", "httpcore"})
@@ -216,8 +217,9 @@ def pages_template(tmp_path_factory: pytest.TempPathFactory) -> Template:
     ids: dict[str, int] = {}
     with session_factory(engine).begin() as session:
         for username, (role, classes, staff_role) in USERS.items():
+            school = None if role == "county_admin" else "SCH-A"
             ids[username] = add_user(
-                session, username, PASSWORD, role, "SCH-A", classes, staff_role
+                session, username, PASSWORD, role, school, classes, staff_role
             ).id
         seed(session)
         queries.add_intervention(
