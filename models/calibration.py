@@ -41,10 +41,12 @@ class Calibrator:
     def apply(self, margin: np.ndarray) -> np.ndarray:
         raw = np.asarray(margin, dtype=float)
         if self.method == "isotonic":
-            return np.interp(raw, np.asarray(self.x), np.asarray(self.y))
-        if self.method == "sigmoid":
-            return 1.0 / (1.0 + np.exp(self.a * raw + self.b))
-        return 1.0 / (1.0 + np.exp(-raw))
+            out = np.interp(raw, np.asarray(self.x), np.asarray(self.y))
+        elif self.method == "sigmoid":
+            out = 1.0 / (1.0 + np.exp(self.a * raw + self.b))
+        else:
+            out = 1.0 / (1.0 + np.exp(-raw))
+        return np.asarray(out, dtype=np.float64)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -63,7 +65,7 @@ def model_margin(model: Any, X: pd.DataFrame) -> np.ndarray:
     if hasattr(model, "decision_function"):
         return np.asarray(model.decision_function(X), dtype=float)
     p = np.clip(model.predict_proba(X)[:, 1], 1e-12, 1 - 1e-12)
-    return np.log(p / (1 - p))
+    return np.asarray(np.log(p / (1 - p)), dtype=np.float64)
 
 
 def _fit_method(model: Any, X: pd.DataFrame, y: np.ndarray, method: str) -> Calibrator:

@@ -22,7 +22,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from mlflow.pyfunc import PythonModel
+from mlflow.pyfunc.model import PythonModel
 
 from models.calibration import Calibrator
 from models.contract import FeatureContract
@@ -35,7 +35,7 @@ N_REASONS = 3
 PASS_THROUGH = ("student_id", "as_of", "school_id", "class_id")
 
 
-class RiskModel(PythonModel):  # type: ignore[misc]
+class RiskModel(PythonModel):
     """Snapshot in, calibrated risk and reasons out.
 
     Build it from fitted parts (`RiskModel.from_parts`) in process, or let MLflow build it
@@ -115,7 +115,9 @@ class RiskModel(PythonModel):  # type: ignore[misc]
     def risk_scores(self, snapshot: pd.DataFrame) -> np.ndarray:
         """Calibrated probability of dropout within the horizon, one per row."""
         assert self.calibrator
-        return np.clip(self.calibrator.apply(self.margin(snapshot)), 0.0, 1.0)
+        return np.asarray(
+            np.clip(self.calibrator.apply(self.margin(snapshot)), 0.0, 1.0), dtype=np.float64
+        )
 
     def explain(self, snapshot: pd.DataFrame) -> tuple[np.ndarray, list[list[Any]]]:
         """Exact SHAP contributions (n, features + 1) and the top reasons per row."""
@@ -161,4 +163,3 @@ class RiskModel(PythonModel):  # type: ignore[misc]
                     r[k].contribution if len(r) > k else np.nan for r in reasons
                 ]
         return out.reset_index(drop=True)
-

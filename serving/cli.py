@@ -205,7 +205,7 @@ class Progress:
         self.bar.update(1)
 
     def close(self) -> None:
-        self.bar.update(self.bar.length - self.bar.pos)
+        self.bar.update((self.bar.length or 0) - self.bar.pos)
         self.bar.__exit__(None, None, None)
         typer.echo(f"  ({time.perf_counter() - self.started:.1f} s)")
 
@@ -761,4 +761,4 @@ def main() -> None:  # pragma: no cover - console entry for `python -m serving.c
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -60,9 +60,9 @@ class MlflowSettings(BaseModel):
 class TrainingSettings(BaseModel):
     """Defaults for `baoxue train`; each can be overridden on the command line."""
 
-    horizon_days: int = Field(90, ge=7, le=730)
-    as_of_every_days: int = Field(7, ge=1, le=92)
-    capacity_share: float = Field(0.05, gt=0, le=1)
+    horizon_days: int = Field(default=90, ge=7, le=730)
+    as_of_every_days: int = Field(default=7, ge=1, le=92)
+    capacity_share: float = Field(default=0.05, gt=0, le=1)
     seed: int = 20261123
 
 
@@ -70,10 +70,10 @@ class ServingSettings(BaseModel):
     """The web service and the weekly batch."""
 
     host: str = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65535)
-    weekly_run_weekday: int | None = Field(None, ge=0, le=6)  # 0 = Monday; None = off
-    weekly_run_hour: int = Field(6, ge=0, le=23)
-    token_minutes: int = Field(480, ge=1)
+    port: int = Field(default=8000, ge=1, le=65535)
+    weekly_run_weekday: int | None = Field(default=None, ge=0, le=6)  # 0 = Monday; None = off
+    weekly_run_hour: int = Field(default=6, ge=0, le=23)
+    token_minutes: int = Field(default=480, ge=1)
     secret_key: str | None = None  # generated and kept in the home folder when unset
 
     @field_validator("secret_key")

@@ -174,7 +174,8 @@ def tune_params(
             early_stopping_rounds=early_stopping_rounds,
         )
         trial.set_user_attr("n_trees", int(clf.best_iteration_ or clf.booster_.num_trees()))
-        return float(average_precision_score(y_va, clf.predict_proba(X_va)[:, 1]))
+        proba = np.asarray(clf.predict_proba(X_va))[:, 1]
+        return float(average_precision_score(y_va, proba))
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))

@@ -21,7 +21,8 @@ logger = logging.getLogger(__name__)
 
 def observed_until(tables: RawTables) -> date:
     """The last day the export can tell about: its last school day."""
-    return pd.Timestamp(tables.calendar["date"].max()).date()
+    last: date = pd.Timestamp(tables.calendar["date"].max()).date()
+    return last
 
 
 def school_days(tables: RawTables) -> list[date]:
