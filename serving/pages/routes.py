@@ -37,12 +37,12 @@ from serving.pages.session import (
     safe_next,
     write_session,
 )
-from serving.services import students
+from serving.services import cases, students
 from serving.services.scoring import StudentNotFound
 from serving.services.users import authenticate, get_viewer
 from serving.services.weekly_lists import ListNotFound
 from serving.storage.queries import NOTE_MAX
-from serving.storage.tables import FEEDBACK_KINDS
+from serving.storage.tables import FEEDBACK_KINDS, Case, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +122,8 @@ def _auditor(request: Request, session: SessionDep, viewer: Viewer, action: str)
 def _refusal(request: Request, error: Exception, viewer: Viewer) -> HTMLResponse:
     if isinstance(error, StudentNotFound):
         return error_page(request, 404, "not_found_title", "student_not_found", viewer)
+    if isinstance(error, cases.CaseNotFound):
+        return error_page(request, 404, "not_found_title", "case_not_found", viewer)
     if isinstance(error, NotYourStudent):
         return error_page(request, 403, "forbidden_title", "not_your_student", viewer)
     return error_page(request, 403, "forbidden_title", "forbidden_role", viewer)
@@ -191,21 +193,38 @@ def logout(request: Request, csrf_token: Annotated[str, Form(max_length=128)] = 
 
 @router.get("/", response_class=HTMLResponse)
 def home(request: Request, session: SessionDep, viewer: PageViewer) -> Response:
-    """A teacher's week; a school admin's overview; other roles a short explanation."""
+    """A teacher's week; a school admin's overview; the county's dashboard; else a notice.
+
+    Opening a home page first opens the cases of the newest week (`cases.sync_cases`,
+    idempotent), so overdue follow-ups are current.
+    """
+    now = utcnow()
+    if viewer.role in ("teacher", "school_admin", "county_admin"):
+        cases.sync_cases(session, None, now)
     if viewer.role == "teacher":
         record_access(session, viewer, None, "GET / (week)", viewer.school_id)
         try:
             week = views.teacher_week(session, viewer)
         except ListNotFound:
             week = None
-        return render(request, "week.html", {"week": week}, viewer=viewer)
+        late = cases.overdue(session, viewer, now)
+        return render(request, "week.html", {"week": week, "overdue": late}, viewer=viewer)
     if viewer.role == "school_admin":
         record_access(session, viewer, None, "GET / (school)", viewer.school_id)
         try:
             overview = views.school_overview(session, viewer)
         except ListNotFound:
             overview = None
-        return render(request, "school.html", {"overview": overview}, viewer=viewer)
+        late = cases.overdue(session, viewer, now)
+        context = {"overview": overview, "overdue": late}
+        return render(request, "school.html", context, viewer=viewer)
+    if viewer.role == "county_admin":
+        record_access(session, viewer, None, "GET / (county)", None)
+        try:
+            county = views.county_dashboard(session, viewer, now)
+        except ListNotFound:
+            county = None
+        return render(request, "county.html", {"county": county, "now": now}, viewer=viewer)
     return render(request, "no_page.html", viewer=viewer)
 
 
@@ -338,6 +357,166 @@ def add_feedback(
     except (AuthError, StudentNotFound) as error:
         return _refusal(request, error, viewer)
     return RedirectResponse(f"/students/{student_id}?saved=feedback#feedback", status_code=303)
+
+
+# -- cases (包保责任人, 一生一策, 销号) ---------------------------------------------------
+
+CASE_PAGE = "GET /cases/{case_id}"
+
+
+def _case_student(session: SessionDep, case_id: int) -> str | None:
+    """The student of a case, for the audit row (None when there is no such case)."""
+    row = session.get(Case, case_id)
+    return None if row is None else row.student_id
+
+
+def _case_response(
+    request: Request,
+    session: SessionDep,
+    viewer: Viewer,
+    case_id: int,
+    action: str,
+    *,
+    form_error: str | None = None,
+    form: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    try:
+        with _auditor(request, session, viewer, action).access(
+            _case_student(session, case_id)
+        ) as entry:
+            page = views.case_page(session, viewer, case_id)
+            entry.school_id = page.view.case.school_id
+    except (AuthError, cases.CaseNotFound) as error:
+        return _refusal(request, error, viewer)
+    return render(
+        request,
+        "case.html",
+        {
+            "page": page,
+            "c": page.view.case,
+            "close_statuses": cases.CLOSE_STATUSES,
+            "form": form or {},
+            "form_error": form_error,
+            "saved": request.query_params.get("saved"),
+        },
+        status_code=status_code,
+        viewer=viewer,
+    )
+
+
+@router.get("/cases/{case_id}", response_class=HTMLResponse)
+def case(request: Request, session: SessionDep, viewer: PageViewer, case_id: int) -> Response:
+    """A case: history, plan, responsible adult and the 销号 form (audited, scoped)."""
+    return _case_response(request, session, viewer, case_id, CASE_PAGE)
+
+
+def _case_change(
+    request: Request,
+    session: SessionDep,
+    viewer: Viewer,
+    case_id: int,
+    action: str,
+    change: Any,
+    form: dict[str, str],
+    saved: str,
+) -> Response:
+    """Apply `change`; refusals are audited with their code, a change the case cannot take
+    re-renders the page (422) without rolling back the request."""
+    student_id = _case_student(session, case_id)
+    auditor = _auditor(request, session, viewer, action)
+    invalid = False
+    try:
+        with auditor.access(student_id, on_success=False):
+            try:
+                view = change()
+            except cases.InvalidCaseChange:
+                invalid = True
+    except (AuthError, cases.CaseNotFound) as error:
+        return _refusal(request, error, viewer)
+    if invalid:
+        return _case_response(
+            request,
+            session,
+            viewer,
+            case_id,
+            CASE_PAGE,
+            form_error="case_invalid",
+            form=form,
+            status_code=422,
+        )
+    auditor.record([view.case.student_id], view.case.school_id)
+    return RedirectResponse(f"/cases/{case_id}?saved={saved}", status_code=303)
+
+
+@router.post("/cases/{case_id}/plan", response_class=HTMLResponse)
+def case_plan(
+    request: Request,
+    session: SessionDep,
+    viewer: PageViewer,
+    case_id: int,
+    csrf_token: Annotated[str, Form(max_length=128)] = "",
+    plan: Annotated[str, Form(max_length=8000)] = "",
+) -> Response:
+    """Replace the plan (一生一策)."""
+    check_csrf(read_session(request), csrf_token)
+    return _case_change(
+        request,
+        session,
+        viewer,
+        case_id,
+        "POST /cases/{case_id}/plan",
+        lambda: cases.update_plan(session, viewer, case_id, plan),
+        {"plan": plan},
+        "plan",
+    )
+
+
+@router.post("/cases/{case_id}/owner", response_class=HTMLResponse)
+def case_owner(
+    request: Request,
+    session: SessionDep,
+    viewer: PageViewer,
+    case_id: int,
+    csrf_token: Annotated[str, Form(max_length=128)] = "",
+    owner: Annotated[int, Form()] = 0,
+) -> Response:
+    """Name the responsible adult (包保责任人)."""
+    check_csrf(read_session(request), csrf_token)
+    return _case_change(
+        request,
+        session,
+        viewer,
+        case_id,
+        "POST /cases/{case_id}/owner",
+        lambda: cases.assign_owner(session, viewer, case_id, owner),
+        {},
+        "owner",
+    )
+
+
+@router.post("/cases/{case_id}/close", response_class=HTMLResponse)
+def case_close(
+    request: Request,
+    session: SessionDep,
+    viewer: PageViewer,
+    case_id: int,
+    csrf_token: Annotated[str, Form(max_length=128)] = "",
+    status: Annotated[str, Form(max_length=32)] = "",
+    reason: Annotated[str, Form(max_length=8000)] = "",
+) -> Response:
+    """Close the case (销号): county admin or the school's admin, with a reason."""
+    check_csrf(read_session(request), csrf_token)
+    return _case_change(
+        request,
+        session,
+        viewer,
+        case_id,
+        "POST /cases/{case_id}/close",
+        lambda: cases.close_case(session, viewer, case_id, status, reason),
+        {"status": status, "reason": reason},
+        "closed",
+    )
 
 
 __all__ = ["router", "render", "error_page", "Forbidden"]

@@ -8,6 +8,8 @@
 - `school_overview`: a principal's counts per tier per class, open ladder alerts, and
   home visits per staff member against their minimum (homeroom: half the class,
   subject teacher: 15, principal: 40).
+- `county_dashboard`: schools side by side, the dropout roster (辍学生花名册) from the
+  cases service, and an SVG of high-tier counts per week; `case_page`: one case.
 
 Home visits count distinct students visited at home since the semester began
 (`weekly_lists.term_start` of the list's week), up to today.
@@ -25,13 +27,13 @@ from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
 from serving.auth import Viewer
-from serving.services import students
+from serving.services import cases, students
 from serving.services.students import StudentRecord
 from serving.services.users import list_users
-from serving.services.weekly_lists import ListRow, build_list, term_start
+from serving.services.weekly_lists import ListNotFound, ListRow, build_list, term_start
 from serving.storage import queries
 from serving.storage.queries import InterventionRow, WeeklyScoreRow
-from serving.storage.tables import Intervention
+from serving.storage.tables import Intervention, WeeklyScore
 
 HOME_VISIT = "home_visit"
 SUBJECT_TEACHER_MINIMUM = 15
@@ -271,3 +273,151 @@ def school_overview(session: Session, viewer: Viewer) -> SchoolOverview:
             continue
         staff.append(StaffProgress(user.username, role, visited.get(user.id, 0), need))
     return SchoolOverview(weekly.as_of, since, classes, alerts, tuple(staff))
+
+
+# -- the county dashboard and the case pages ------------------------------------------
+
+
+@dataclass(frozen=True)
+class SchoolSummary:
+    """One school's row on the county dashboard (newest week)."""
+
+    school_id: str
+    enrolled: int
+    high: int
+    suspected: int  # ladder level 3 this week (疑似辍学)
+    confirmed: int  # open level-3 cases a week or more old (辍学)
+    open_cases: int
+    visits: int  # home visits this term
+
+
+@dataclass(frozen=True)
+class TrendBar:
+    x: float
+    y: float
+    height: float
+    as_of: dt.date
+    count: int
+
+
+@dataclass(frozen=True)
+class TrendChart:
+    """High-tier students per week across the county, as SVG bars."""
+
+    width: int
+    height: int
+    bottom: int
+    bars: tuple[TrendBar, ...]
+    bar_width: float
+    path: str
+    top_count: int
+
+
+@dataclass(frozen=True)
+class CountyDashboard:
+    as_of: dt.date
+    semester_start: dt.date
+    schools: tuple[SchoolSummary, ...]
+    roster: tuple[cases.CaseView, ...]
+    confirmed_ids: frozenset[int]
+    trend: TrendChart | None
+    overdue: tuple[cases.CaseView, ...]
+
+
+def high_tier_trend(session: Session, width: int = 640, height: int = 200) -> TrendChart | None:
+    """High-tier counts per stored week (every school), oldest on the left."""
+    query = (
+        select(WeeklyScore.as_of, func.count())
+        .where(WeeklyScore.tier == "high")
+        .group_by(WeeklyScore.as_of)
+        .order_by(WeeklyScore.as_of)
+    )
+    weeks = [(as_of, int(n)) for as_of, n in session.execute(query)]
+    if not weeks:
+        return None
+    left, right, top, bottom = 36, width - 12, 16, height - 26
+    top_count = max(n for _, n in weeks) or 1
+    slot = (right - left) / len(weeks)
+    bar_width = round(min(slot * 0.6, 48), 1)
+    bars = []
+    for i, (as_of, n) in enumerate(weeks):
+        bar_height = round((bottom - top) * n / top_count, 1)
+        x = round(left + slot * i + (slot - bar_width) / 2, 1)
+        bars.append(TrendBar(x, round(bottom - bar_height, 1), bar_height, as_of, n))
+    path = " ".join(
+        f"{'M' if i == 0 else 'L'}{round(b.x + bar_width / 2, 1)},{b.y}" for i, b in enumerate(bars)
+    )
+    return TrendChart(width, height, bottom, tuple(bars), bar_width, path, top_count)
+
+
+def county_dashboard(session: Session, viewer: Viewer, now: dt.datetime) -> CountyDashboard:
+    """Schools side by side, the dropout roster (辍学生花名册) and the weekly trend.
+
+    The roster lists every case that reached ladder level 3 (suspected dropouts), open or
+    closed (销号), newest first. `ListNotFound`-free: an empty county shows empty tables.
+    """
+    viewer.require_role("county_admin")
+    as_of = queries.latest_as_of(session)
+    if as_of is None:
+        raise ListNotFound("no weekly scores are stored yet")
+    since = term_start(as_of)
+    scores = queries.scores_for(session, as_of)
+    every_case = cases.visible_cases(session, viewer, status=None)
+    open_cases = [v for v in every_case if v.is_open]
+    confirmed = frozenset(v.case.id for v in open_cases if cases.is_confirmed_dropout(v, now))
+    visits = Counter(
+        school
+        for (school,) in session.execute(
+            select(Intervention.school_id).where(
+                Intervention.kind == HOME_VISIT, Intervention.date >= since
+            )
+        )
+    )
+    open_per_school = Counter(v.case.school_id for v in open_cases)
+    confirmed_per_school = Counter(v.case.school_id for v in open_cases if v.case.id in confirmed)
+    schools = []
+    for school_id in sorted({s.school_id for s in scores}):
+        mine = [s for s in scores if s.school_id == school_id]
+        schools.append(
+            SchoolSummary(
+                school_id=school_id,
+                enrolled=len(mine),
+                high=sum(1 for s in mine if s.tier == "high"),
+                suspected=sum(1 for s in mine if s.escalation_level >= 3),
+                confirmed=confirmed_per_school[school_id],
+                open_cases=open_per_school[school_id],
+                visits=visits[school_id],
+            )
+        )
+    roster = tuple(v for v in every_case if v.level >= 3)
+    return CountyDashboard(
+        as_of=as_of,
+        semester_start=since,
+        schools=tuple(schools),
+        roster=roster,
+        confirmed_ids=confirmed,
+        trend=high_tier_trend(session),
+        overdue=tuple(cases.overdue(session, viewer, now)),
+    )
+
+
+@dataclass(frozen=True)
+class CasePage:
+    view: cases.CaseView
+    history: tuple[queries.CaseEventRow, ...]
+    user_names: dict[int, str]
+    staff: tuple[tuple[int, str], ...]  # who may be named responsible adult
+    can_manage: bool
+
+
+def case_page(session: Session, viewer: Viewer, case_id: int) -> CasePage:
+    """A case with its history; raises what `cases.get_case` raises."""
+    view = cases.get_case(session, viewer, case_id)
+    history = tuple(queries.case_history(session, case_id))
+    users = list_users(session, school_id=view.case.school_id)
+    names = {u.id: u.username for u in list_users(session, include_inactive=True)}
+    can_manage = viewer.role == "county_admin" or (
+        viewer.role == "school_admin" and viewer.school_id == view.case.school_id
+    )
+    staff = tuple((u.id, u.username) for u in users if u.role in ("teacher", "school_admin"))
+    return CasePage(view, history, names, staff, can_manage)

@@ -114,7 +114,7 @@ def _classes(session: Session, student_ids: list[str]) -> dict[str, str]:
         newest,
         (WeeklyScore.student_id == newest.c.student_id) & (WeeklyScore.as_of == newest.c.as_of),
     )
-    return {str(s): str(c) for s, c in session.execute(query).tuples()}
+    return {str(s): str(c) for s, c in session.execute(query)}
 
 
 def _names(session: Session, user_ids: set[int]) -> dict[int, str]:
