@@ -515,6 +515,86 @@ def import_oulad_command(
     run_guarded(body)
 
 
+@app.command()
+def drift(
+    export_dir: Annotated[Path, typer.Argument(help="Export folder.")],
+    date_from: Annotated[
+        datetime, typer.Option("--from", formats=["%Y-%m-%d"], help="First recent as_of.")
+    ],
+    date_to: Annotated[
+        datetime, typer.Option("--to", formats=["%Y-%m-%d"], help="Last recent as_of.")
+    ],
+    reference_from: Annotated[
+        datetime | None,
+        typer.Option(
+            "--reference-from",
+            formats=["%Y-%m-%d"],
+            help="Start of the reference window (default: every week before --from).",
+        ),
+    ] = None,
+    reference_to: Annotated[
+        datetime | None,
+        typer.Option("--reference-to", formats=["%Y-%m-%d"], help="End of the reference window."),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", help="Also compare risk scores and tiers of this model (champion)."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Report folder (default: <home>/drift/<to>).")
+    ] = None,
+    log_to_mlflow: Annotated[
+        bool, typer.Option("--mlflow", help="Also log the report as an MLflow run.")
+    ] = False,
+) -> None:
+    """Has the data drifted under the model? Feature PSI, score and tier shifts, broken feeds.
+
+    Compares the weekly snapshots of [--from, --to] with a reference window (default: every
+    earlier week): the population stability index of each feature, of the model's risk
+    scores and the share of pupils per tier (with --model), and warns when a school's feed
+    looks broken (no absences for two school weeks, a term without grades, a calendar that
+    stops early). Writes report.md with plots and tables.
+    """
+    from training import track
+    from training.drift import run_drift
+    from training.drift_report import log_drift_to_mlflow, write_drift_report
+
+    settings = _settings()
+
+    def body() -> None:
+        tables = _load(export_dir)
+        risk_model = None
+        if model:
+            track.connect(_store(settings))
+            risk_model, version = track.load_risk_model(settings.mlflow.model_name, model)
+            typer.echo(f"comparing scores of {settings.mlflow.model_name} version {version}")
+        with step(f"comparing {date_from.date()} .. {date_to.date()} with the reference"):
+            report = run_drift(
+                tables,
+                date_from=date_from.date(),
+                date_to=date_to.date(),
+                model=risk_model,
+                reference_from=reference_from.date() if reference_from else None,
+                reference_to=reference_to.date() if reference_to else None,
+            )
+        folder = out or settings.paths.home / "drift" / date_to.date().isoformat()
+        write_drift_report(report, folder)
+        counts = report.severity_counts()
+        typer.echo("features: " + ", ".join(f"{n} {level}" for level, n in counts.items()))
+        if report.score is not None:
+            typer.echo(f"risk_score PSI {report.score.psi:.3f} ({report.score.severity})")
+        for sentence in report.feed_sentences:
+            typer.echo(f"warning: {sentence}")
+        typer.echo(f"wrote {folder / 'report.md'}")
+        if log_to_mlflow:
+            run_id = log_drift_to_mlflow(report, _store(settings))
+            typer.echo(f"MLflow run {run_id}")
+
+    run_guarded(body)
+
+
 # --------------------------------------------------------------------------- service
 
 

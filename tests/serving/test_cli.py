@@ -205,3 +205,35 @@ def test_train_on_too_little_history_explains_what_is_needed(tmp_path, home):
     assert result.exit_code == 1
     assert "export more school years" in result.output
     assert "Traceback" not in result.output
+
+
+def test_drift_flags_a_school_that_stops_recording_absences(tmp_path, home):
+    export = tmp_path / "county"
+    assert (
+        invoke(
+            "synth",
+            str(export),
+            "--students",
+            "1500",
+            "--years",
+            "2",
+            "--seed",
+            "5",
+            "--format",
+            "parquet",
+        ).exit_code
+        == 0
+    )
+    attendance = pd.read_parquet(export / "attendance.parquet")
+    enrolments = pd.read_parquet(export / "enrolments.parquet")
+    school = enrolments["school_id"].value_counts().index[0]
+    pupils = set(enrolments.loc[enrolments["school_id"] == school, "student_id"])
+    dates = pd.to_datetime(attendance["date"])
+    broken = attendance["student_id"].isin(pupils) & (dates >= "2025-05-26")
+    attendance.loc[~broken].to_parquet(export / "attendance.parquet", index=False)
+
+    result = invoke("drift", str(export), "--from", "2025-05-26", "--to", "2025-06-23")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and school in warnings[0]
+    assert (home / "drift" / "2025-06-23" / "report.md").read_text(encoding="utf-8").count(school)
