@@ -2,7 +2,8 @@
 
 - `sync_cases(session, as_of, now)` opens a case for every student of that week's stored
   scores who is in the high tier or has a ladder alert, unless the student already has an
-  open case (a ladder alert on an open case of a lower level records an escalation). Each
+  open case (a ladder alert on an open case of a lower level records an escalation), or
+  whose case was closed on or after that week (a later week that still flags them reopens). Each
   case gets a follow-up due time from the written ladder (DOMAIN.md): level 1 contact the
   family today (within a day), level 2 home visit within 2 days, level 3 report within the
   hour; high tier without an alert: home visit within 7 days. Due times and levels live in
@@ -243,13 +244,19 @@ def sync_cases(
     session: Session, as_of: dt.date | None = None, now: dt.datetime | None = None
 ) -> SyncResult:
     """Open (or escalate) cases from the stored scores of `as_of` (default: the newest
-    week). Idempotent: a student with an open case gets no second one."""
+    week). Idempotent: a student with an open case gets no second one, and a case closed
+    on or after `as_of` is not reopened from that week's (older) scores."""
     now = now or utcnow()
     as_of = as_of or queries.latest_as_of(session)
     if as_of is None:
         return SyncResult(0, 0)
     scores = [s for s in queries.scores_for(session, as_of) if needs_case(s)]
     open_cases = {r.student_id: r for r in queries.cases_for(session, status="open")}
+    closed_since = {  # closed (销号) on or after this week: its scores are older news
+        r.student_id
+        for r in queries.cases_for(session, status=None)
+        if r.closed_at is not None and r.closed_at.date() >= as_of
+    }
     levels = _due_events(session, [r.id for r in open_cases.values()])
     owners = _homeroom_teachers(session)
     opened = escalated = 0
@@ -260,6 +267,8 @@ def sync_cases(
             if level > levels.get(existing.id, (0, now))[0]:
                 _add_due(session, existing.id, level, now)
                 escalated += 1
+            continue
+        if score.student_id in closed_since:
             continue
         row = queries.open_case(
             session,

@@ -181,3 +181,40 @@ def test_teacher_opening_another_classs_student_gets_the_refusal_page(browser, s
     page.click("text=English")
     assert page.locator("h1").inner_text() == "Not allowed"
     context.close()
+
+
+def test_county_admin_closes_a_case_from_the_roster(browser, server, shots, tmp_path):
+    context = browser.new_context(viewport=DESKTOP, locale="zh-CN")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    log_in(page, server, "county_admin")
+
+    assert page.locator("h1").inner_text() == "全县控辍保学概况"
+    assert page.locator(".trend .trend-bar").count() == 4
+    roster = page.locator("table.roster tbody tr")
+    assert roster.count() == 1 and "疑似辍学" in roster.first.inner_text()
+    shot = tmp_path / "county-dashboard.png"
+    page.screenshot(path=str(shot), full_page=True)
+    shots.append(shot)
+
+    roster.first.locator(".case-link").click()
+    page.wait_for_url("**/cases/*")
+    assert page.locator("h1").inner_text() == "个案 STU-A01"
+    assert page.locator(".owner").first.inner_text() == "teacher_c1"
+    page.select_option(".close-form select[name=status]", "returned")
+    page.fill(".close-form textarea[name=reason]", "已返校，班主任每日点名")
+    page.click(".close-form button[type=submit]")
+    page.wait_for_url("**/cases/*?saved=closed")
+    assert page.locator(".case-status").inner_text() == "已返校"
+    assert "已返校，班主任每日点名" in page.locator(".close-reason").inner_text()
+    assert page.locator(".close-form").count() == 0
+    shot = tmp_path / "case-closed.png"
+    page.screenshot(path=str(shot), full_page=True)
+    shots.append(shot)
+
+    page.goto(f"{server}/")
+    row = page.locator("table.roster tbody tr").first.inner_text()
+    assert "已返校" in row and "county_admin" in row
+    assert not errors, errors
+    context.close()

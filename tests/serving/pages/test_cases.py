@@ -108,6 +108,8 @@ def test_county_closes_with_a_reason_and_the_history_keeps_it(db, county, pages_
     assert kinds == ["opened", "due", "owner_set", "plan_set", "closed"]
     with pytest.raises(cases.InvalidCaseChange):
         cases.close_case(db, county, case_id, "returned", "again")
+    assert cases.sync_cases(db, LATEST, NOW).opened == 0  # not reopened from older scores
+    assert "STU-A01" not in {v.case.student_id for v in cases.visible_cases(db, county)}
 
 
 def test_teachers_cannot_close_and_scope_is_enforced(db, county, pages_template):
