@@ -59,8 +59,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     # roles without a page yet
     "no_page_title": ("此角色暂无网页", "No page for this role yet"),
     "no_page_body": (
-        "县级和研究人员账号请使用接口或导出的名单。",
-        "County and research accounts use the API or the exported lists for now.",
+        "研究人员账号只能查看汇总数据，请使用接口或导出的汇总。",
+        "Research accounts see aggregates only; use the API or the exported summaries.",
     ),
     # week page
     "week_title": ("本周关注名单", "This week"),

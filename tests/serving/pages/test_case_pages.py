@@ -4,10 +4,13 @@ close form (403 page), scope refusals, CSRF, and the audit rows."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
+from serving.services import cases
+from serving.services.users import add_user
 from serving.storage import queries
-from tests.serving.pages.conftest import audit_rows
+from tests.serving.pages.conftest import PASSWORD, audit_rows
 from tests.serving.pages.test_pages import csrf_of, log_in
 
 CASE_LINK = re.compile(r'href="/cases/(\d+)">(STU-A\d\d)<')
@@ -109,13 +112,24 @@ def test_a_teacher_cannot_close_and_sees_only_own_classes_cases(client):
 
 def test_overdue_follow_ups_show_on_the_principals_dashboard(client):
     with client.app.state.sessions.begin() as session:
-        import datetime as dt
-
-        from serving.services import cases
-
         cases.sync_cases(session, None, dt.datetime(2024, 3, 11, 8, tzinfo=dt.UTC))
     log_in(client, "principal_a")
     html = client.get("/").text
     panel = html[html.index('class="card overdue"') :].split("</section>")[0]
     assert set(re.findall(r"STU-A\d\d", panel)) == {"STU-A01", "STU-A02", "STU-A04", "STU-A07"}
     assert panel.index("STU-A01") < panel.index("STU-A04")  # level 3 first
+
+
+def test_the_county_pages_speak_english_and_a_researcher_gets_no_case(client, pages_template):
+    log_in(client, "county_admin")
+    html = client.get("/?lang=en").text
+    assert "County overview" in html and "Dropout roster" in html
+    case_id = roster_ids(html)["STU-A01"]
+    page = client.get(f"/cases/{case_id}").text
+    assert "Close the case" in page and "Responsible adult" in page
+    with client.app.state.sessions.begin() as session:
+        add_user(session, "researcher_1", PASSWORD, "researcher")
+    client.cookies.clear()
+    log_in(client, "researcher_1")
+    assert "Research accounts" in client.get("/?lang=en").text
+    assert client.get(f"/cases/{case_id}").status_code == 403
