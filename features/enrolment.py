@@ -110,6 +110,41 @@ def _events(status_events: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+# Leaving events after which a later enrolment row means the pupil is back in school even
+# when the export records no event for it (primary graduation, then junior school).
+REOPENED_BY_ENROLMENT = ("graduate", "transfer_out")
+
+
+def _status_events(tables: RawTables) -> pd.DataFrame:
+    """Status events plus an implicit ``enrol`` at the start of every enrolment row whose
+    latest earlier event is a graduation or a transfer out.
+
+    Many county exports record 小学毕业 (``graduate``) at the end of grade 6 and then only
+    the grade-7 enrolment row at the junior school, or a ``transfer_out`` followed by the
+    next school's row, with no ``enrol``/``transfer_in`` event. Without this, such pupils
+    would drop out of the population in the very grades where risk peaks. A ``dropout`` or
+    ``suspend`` is not reopened by an enrolment row: a return needs its ``return`` or
+    ``resume`` event.
+    """
+    events = _events(tables.status_events)
+    rows = enrolment_rows(tables.enrolments)[["student_id", "start_date"]].drop_duplicates()
+    if events.empty or rows.empty:
+        return events
+    ordered = events.sort_values(["date", "student_id"], kind="stable")
+    starts = rows.rename(columns={"start_date": "date"}).sort_values("date", kind="stable")
+    previous = pd.merge_asof(
+        starts,
+        ordered.rename(columns={"date": "event_date"}),
+        left_on="date",
+        right_on="event_date",
+        by="student_id",
+        allow_exact_matches=False,
+    )
+    reopen = previous["event"].isin(REOPENED_BY_ENROLMENT)
+    implicit = previous.loc[reopen, ["student_id", "date"]].assign(event="enrol")
+    return pd.concat([events, implicit], ignore_index=True)
+
+
 _STATE_SQL = f"""
     SELECT student_id, CAST(date AS DATE) AS date,
            bool_or(event IN {_in_list(ACTIVE_EVENTS)})
@@ -137,7 +172,7 @@ def active_spells(tables: RawTables) -> pd.DataFrame:
     """
     con = connect()
     con.register("enr_rows", enrolment_rows(tables.enrolments))
-    con.register("events", _events(tables.status_events))
+    con.register("events", _status_events(tables))
     sql = f"""
     WITH enr AS ({_ENR_SQL}),
     state AS ({_STATE_SQL}),
@@ -204,7 +239,7 @@ def enrolled_population(tables: RawTables, *, as_ofs: Sequence[dt.date]) -> pd.D
     """
     con = connect()
     con.register("enr_rows", enrolment_rows(tables.enrolments))
-    con.register("events", _events(tables.status_events))
+    con.register("events", _status_events(tables))
     con.register("as_of_dates", as_of_frame(as_ofs))
     sql = f"""
     WITH enr AS ({_ENR_SQL}),

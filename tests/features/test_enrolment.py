@@ -44,6 +44,26 @@ def test_population_follows_status_events_before_as_of(
     assert members(tables, day) == (["A"] if expected else [])
 
 
+@pytest.mark.parametrize(
+    ("event", "back_next_year"),
+    [("graduate", True), ("transfer_out", True), ("dropout", False), ("suspend", False)],
+)
+def test_a_later_enrolment_row_reopens_only_graduation_and_transfer(
+    event: str, back_next_year: bool
+) -> None:
+    # Primary graduation recorded in July, then only the grade-7 row at the junior school,
+    # with no enrol/transfer_in event: common in county exports.
+    tables = F.tables(
+        enrolments=[
+            ("A", 2024, "S1", "C1", 6, "2024-08-01", "2025-07-31"),
+            ("A", 2025, "S2", "C7", 7, "2025-08-01", "2026-07-31"),
+        ],
+        status_events=[("A", "2025-07-04", event, "S1")],
+    )
+    assert members(tables, D(2025, 7, 20)) == []
+    assert members(tables, D(2025, 9, 8)) == (["A"] if back_next_year else [])
+
+
 def test_enrolment_rows_are_in_force_between_their_default_dates() -> None:
     tables = F.tables()  # school year 2024, no start/end dates: 2024-08-01 .. 2025-07-31
     assert members(tables, D(2024, 7, 31)) == []
