@@ -252,11 +252,11 @@ def sync_cases(
         return SyncResult(0, 0)
     scores = [s for s in queries.scores_for(session, as_of) if needs_case(s)]
     open_cases = {r.student_id: r for r in queries.cases_for(session, status="open")}
-    closed_since = {  # closed (销号) on or after this week: its scores are older news
-        r.student_id
-        for r in queries.cases_for(session, status=None)
-        if r.closed_at is not None and r.closed_at.date() >= as_of
-    }
+    # closed (销号) on or after this week: the week's scores are older news
+    cutoff = dt.datetime.combine(as_of, dt.time(), tzinfo=dt.UTC)
+    closed_since = set(
+        session.scalars(select(Case.student_id).where(Case.closed_at >= cutoff)).all()
+    )
     levels = _due_events(session, [r.id for r in open_cases.values()])
     owners = _homeroom_teachers(session)
     opened = escalated = 0
