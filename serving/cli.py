@@ -484,6 +484,85 @@ def _print_evaluation(result: dict[str, Any]) -> None:
         typer.echo(f"  fairness: {line}")
 
 
+@app.command()
+def retrain(
+    export_dir: Annotated[Path, typer.Argument(help="Export folder.")],
+    term: Annotated[
+        str,
+        typer.Option(
+            "--term",
+            help="The newest complete term, YYYY-T: YYYY-1 is the autumn term starting in "
+            "September of YYYY, YYYY-2 the spring term of school year YYYY (Feb-Jul of YYYY+1).",
+        ),
+    ],
+    horizon: Annotated[
+        int | None, typer.Option("--horizon", min=7, max=730, help="Label horizon in days.")
+    ] = None,
+    config_file: Annotated[
+        Path | None,
+        typer.Option("--config", help="TOML file with a [training] table (as for train)."),
+    ] = None,
+) -> None:
+    """Retrain after a term: a challenger against the champion on that term.
+
+    The challenger trains on everything whose outcome was known before the term starts;
+    both models are scored on the term's weekly as_ofs with the same metrics and fairness
+    audit. The challenger becomes `champion` only if it beats the champion's precision@k
+    and moves no fairness ratio the champion kept inside 0.8-1.25 out of that band;
+    otherwise it is registered as `challenger`. Prints both side by side and the reasons.
+    """
+    from training.retrain import parse_term
+    from training.retrain import retrain as run_retrain
+
+    settings = _settings()
+
+    def body() -> None:
+        parsed = parse_term(term)
+        config = _training_config(settings, config_file, horizon_days=horizon)
+        with step(f"reading and validating {export_dir}"):
+            tables = _load(export_dir)
+        progress = Progress(5, f"retraining for term {parsed}")
+        try:
+            result = run_retrain(
+                tables, config, store=_store(settings), term=parsed, on_step=progress
+            )
+        finally:
+            progress.close()
+        _print_retrain(result)
+
+    run_guarded(body)
+
+
+def _print_retrain(result: Any) -> None:
+    from training.retrain import FAIRNESS_ROW
+
+    typer.echo(
+        f"\nterm {result.term}: school days {result.term_start} .. {result.term_end}; "
+        f"test as_ofs {result.test_from} .. {result.test_to} ({result.n_rows['test']:,} rows, "
+        f"{result.n_rows['test_positive']} dropouts); challenger trained on "
+        f"{result.n_rows['train']:,} rows before the term\n"
+    )
+    champion = f"champion v{result.champion_version}" if result.champion_version else "champion"
+    challenger = f"challenger v{result.version}"
+    width = max(len(FAIRNESS_ROW), 10) + 2
+    header = f"{'':<{width}}{champion:>16}{challenger:>16}"
+    typer.echo(header)
+    typer.echo("-" * len(header))
+    for name, row in result.table.iterrows():
+
+        def fmt(v: Any, name: Any = name) -> str:
+            if v != v:
+                return "—"
+            return f"{v:.0f}" if name == FAIRNESS_ROW else f"{v:.3f}"
+
+        typer.echo(f"{name:<{width}}{fmt(row['champion']):>16}{fmt(row['challenger']):>16}")
+    verdict = "PROMOTED to champion" if result.promoted else "kept as challenger"
+    typer.echo(f"\nversion {result.version} {verdict}:")
+    for reason in result.reasons:
+        typer.echo(f"  - {reason}")
+    typer.echo(f"MLflow run {result.run_id}")
+
+
 import_app = typer.Typer(help="Convert other data sources into an export.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
 
