@@ -43,6 +43,7 @@ from models.explain import Reason as ModelReason
 from models.reasons import Action, LadderAlert, ladder_alert, reason_values, suggest_actions
 from serving.registry import LoadedModel
 from serving.services import list_files
+from serving.services.cases import sync_cases
 from serving.services.scoring import ReasonOut, ScoredStudent, render, score_snapshot
 from serving.settings import Settings
 from serving.storage import queries
@@ -500,6 +501,9 @@ def run_weekly(
     try:
         with session_factory() as session, session.begin():
             queries.save_weekly_scores(session, run.id, weekly_rows(scored, tiers, ranks))
+            # Open the week's cases (ladder alerts, high tier) in the same transaction, so
+            # a failed run leaves neither scores nor cases behind.
+            sync_cases(session, as_of)
             staged = _write_files(session, school_ids, as_of=as_of, lists_dir=Path(lists_dir))
             queries.finish_run(session, run.id, n_students=len(scored))
             staged.publish()

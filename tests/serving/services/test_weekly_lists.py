@@ -386,3 +386,21 @@ def test_weekly_job_from_settings(trained, small_county, tmp_path: Path) -> None
     )
     assert (tmp_path / "home" / "model-cache" / "meta.json").is_file()
     assert (tmp_path / "home" / "baoxue.db").is_file()
+
+
+def test_the_weekly_run_opens_cases_for_alerts_and_the_high_tier(
+    db_sessions, loaded, small_county, tmp_path: Path
+) -> None:
+    _run(db_sessions, loaded, small_county, WEEK_1, tmp_path / "lists")
+    with db_sessions() as session:
+        flagged = {
+            s.student_id
+            for s in queries.scores_for(session, WEEK_1)
+            if s.tier == "high" or s.escalation_level > 0
+        }
+        opened = {c.student_id for c in queries.cases_for(session, status="open")}
+    assert flagged and opened == flagged
+    # a rerun of the same week opens no second case
+    _run(db_sessions, loaded, small_county, WEEK_1, tmp_path / "lists")
+    with db_sessions() as session:
+        assert len(queries.cases_for(session, status="open")) == len(opened)
