@@ -32,7 +32,19 @@ def invoke(*args: str):
 def test_help_reads_like_a_manual():
     result = invoke("--help")
     assert result.exit_code == 0
-    for command in ("synth", "validate", "train", "evaluate", "demo", "import"):
+    for command in (
+        "synth",
+        "validate",
+        "train",
+        "evaluate",
+        "retrain",
+        "drift",
+        "score",
+        "serve",
+        "users",
+        "demo",
+        "import",
+    ):
         assert command in result.output
     train_help = invoke("train", "--help").output
     assert "--train-until" in train_help and "champion" in train_help
