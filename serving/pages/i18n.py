@@ -54,6 +54,11 @@ STRINGS: dict[str, tuple[str, str]] = {
     "forbidden_role": ("您的角色不能查看此页。", "Your role does not allow this page."),
     "not_found_title": ("找不到记录", "No record found"),
     "student_not_found": ("系统中没有这名学生的记录。", "We have no record of this student."),
+    "list_not_found": (
+        "这一周的名单文件还没有生成。",
+        "This week's list file has not been written yet.",
+    ),
+    "download_xlsx": ("下载本周名单（Excel）", "Download this week's list (Excel)"),
     "bad_request": ("提交的内容无效，未保存。", "What was sent is not valid; nothing was saved."),
     "back_home": ("返回本周名单", "Back to this week's list"),
     # roles without a page yet

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from features.tables import INTERVENTION_KINDS, OUTCOMES, ROLES
@@ -226,6 +226,34 @@ def home(request: Request, session: SessionDep, viewer: PageViewer) -> Response:
             county = None
         return render(request, "county.html", {"county": county, "now": now}, viewer=viewer)
     return render(request, "no_page.html", viewer=viewer)
+
+
+@router.get("/lists/{school_id}/{as_of}.xlsx", response_model=None)
+def download_list(
+    request: Request,
+    session: SessionDep,
+    viewer: PageViewer,
+    school_id: str,
+    as_of: dt.date,
+) -> Response:
+    """The week's school list as the batch wrote it (XLSX), for the school's admin and the
+    county. Audited without a student id, like a list read."""
+    action = f"GET /lists/{school_id}/{as_of.isoformat()}.xlsx"
+    if viewer.role != "county_admin" and not (
+        viewer.role == "school_admin" and viewer.school_id == school_id
+    ):
+        record_access(session, viewer, None, f"{action} -> refused", school_id)
+        return error_page(request, 403, "forbidden_title", "forbidden_role", viewer)
+    lists_root = request.app.state.settings.paths.lists.resolve()
+    path = (lists_root / as_of.isoformat() / f"{school_id}.xlsx").resolve()
+    if lists_root not in path.parents or not path.is_file():
+        return error_page(request, 404, "not_found_title", "list_not_found", viewer)
+    record_access(session, viewer, None, action, school_id)
+    return FileResponse(
+        path,
+        media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        filename=f"{school_id}-{as_of.isoformat()}.xlsx",
+    )
 
 
 @router.get("/students/{student_id}", response_class=HTMLResponse)

@@ -233,3 +233,27 @@ def test_principal_sees_the_school_overview(client):
     assert "STU-A01" in html  # the open 3-day alert
     assert "teacher_c1" in html and "1 / 3" in html  # homeroom: 1 visited of half of 6
     assert "principal_a" in html and "0 / 40" in html
+
+
+def test_principal_downloads_the_weeks_xlsx_and_others_cannot(client, settings):
+    url = f"/lists/SCH-A/{LATEST.isoformat()}.xlsx"
+    log_in(client, "principal_a")
+    assert url in client.get("/").text
+    assert client.get(url).status_code == 404  # the batch has not written it yet
+    folder = settings.paths.lists / LATEST.isoformat()
+    folder.mkdir(parents=True)
+    (folder / "SCH-A.xlsx").write_bytes(b"PK\x03\x04 not really a workbook")
+    answer = client.get(url)
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("application/vnd.openxmlformats")
+    assert answer.content.startswith(b"PK")
+    actions = [r.action for r in audit_rows(client)]
+    assert f"GET {url}" in actions
+    # another school's list
+    assert client.get(f"/lists/SCH-B/{LATEST.isoformat()}.xlsx").status_code == 403
+
+
+def test_a_teacher_cannot_download_the_school_list(client, settings):
+    log_in(client, "teacher_c1")
+    answer = client.get(f"/lists/SCH-A/{LATEST.isoformat()}.xlsx")
+    assert answer.status_code == 403
