@@ -124,13 +124,7 @@ class Split:
     def __post_init__(self) -> None:
         if self.horizon <= dt.timedelta(0):
             raise ValueError(f"The label horizon must be positive; got {self.horizon}.")
-        for part in ("train_as_ofs", "calibration_as_ofs", "test_as_ofs"):
-            dates = tuple(_as_date(d) for d in getattr(self, part))
-            object.__setattr__(self, part, dates)
-            if not dates:
-                raise ValueError(f"The split has no {part.removesuffix('_as_ofs')} as_of dates.")
-            if any(a >= b for a, b in zip(dates, dates[1:], strict=False)):
-                raise ValueError(f"The {part} must be strictly increasing, without repeats.")
+        _normalise_parts(self)
         last_train_end = self.train_as_ofs[-1] + self.horizon
         if last_train_end > self.calibration_as_ofs[0]:
             raise ValueError(
@@ -155,6 +149,17 @@ class Split:
             f"calibration {_describe(self.calibration_as_ofs)}; "
             f"test {_describe(self.test_as_ofs)}; horizon {self.horizon.days} days"
         )
+
+
+def _normalise_parts(split: Split | CohortSplit) -> None:
+    """Turn each part's dates into `date`s in place; refuse empty or unordered parts."""
+    for part in ("train_as_ofs", "calibration_as_ofs", "test_as_ofs"):
+        dates = tuple(_as_date(d) for d in getattr(split, part))
+        object.__setattr__(split, part, dates)
+        if not dates:
+            raise ValueError(f"The split has no {part.removesuffix('_as_ofs')} as_of dates.")
+        if any(a >= b for a, b in zip(dates, dates[1:], strict=False)):
+            raise ValueError(f"The {part} must be strictly increasing, without repeats.")
 
 
 def temporal_split(
@@ -335,13 +340,7 @@ class CohortSplit:
         if not 0.0 < self.calibration_share < 1.0:
             raise ValueError(f"calibration_share must be in (0, 1); got {self.calibration_share}.")
         object.__setattr__(self, "cohort_from", _as_date(self.cohort_from))
-        for part in ("train_as_ofs", "calibration_as_ofs", "test_as_ofs"):
-            dates = tuple(_as_date(d) for d in getattr(self, part))
-            object.__setattr__(self, part, dates)
-            if not dates:
-                raise ValueError(f"The split has no {part.removesuffix('_as_ofs')} as_of dates.")
-            if any(a >= b for a, b in zip(dates, dates[1:], strict=False)):
-                raise ValueError(f"The {part} must be strictly increasing, without repeats.")
+        _normalise_parts(self)
         if self.test_as_ofs[0] < self.cohort_from:
             raise ValueError(
                 f"Test as_of {self.test_as_ofs[0].isoformat()} is before the first test "
