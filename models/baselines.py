@@ -170,8 +170,7 @@ class _RuleRank(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         ndarray of shape (n_samples, 2)
             Columns follow ``classes_``.
         """
-        check_is_fitted(self)
-        score = self._rule(self._columns(X, reset=False))
+        score = self.rule_score(X)
         step = np.asarray(self.isotonic_.predict(score), dtype=np.float64)
         p = (1.0 - TILT) * step + TILT * _squash(score)
         return np.column_stack([1.0 - p, p])
