@@ -1,0 +1,1 @@
+"""Benchmarks: `baoxue bench` (bench.suite) and standalone scripts."""
