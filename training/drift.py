@@ -17,7 +17,8 @@ report and writes it to a folder or an MLflow run (the I/O edge).
   no absences recorded (any non-``present`` attendance row) in the school's last two
   school weeks before `date_to` although it had absences earlier; a whole term of the
   window with school days but no exam results; a calendar that stops before the window
-  ends (more than a week before the county's last school day).
+  ends (more than a week before the county's last school day). They live in
+  `features.feeds`, so the county dashboard shows the same findings.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ import numpy as np
 import pandas as pd
 
 from features.catalog import feature_columns, spec
-from features.school_calendar import school_terms
+from features.feeds import FeedWarning, feed_warnings
 from features.snapshot import build_snapshots
-from features.tables import RawTables, default_enrolment_end, default_enrolment_start
+from features.tables import RawTables
 from training.matrices import school_days
 from training.splits import weekly_as_ofs
 
@@ -49,9 +50,6 @@ SEVERITIES = ("stable", "moderate", "major")
 TIERS = ("high", "medium", "low")
 CAPACITY_SHARE = 0.05
 MEDIUM_FACTOR = 2
-FEED_WEEKS = 2
-CALENDAR_GRACE_DAYS = 7
-GRADES_GRACE_DAYS = 14
 
 FEATURE_TABLE_COLUMNS = (
     "feature",
@@ -285,174 +283,6 @@ def tier_shares(reference_tiers: pd.Series, recent_tiers: pd.Series) -> pd.DataF
     )
     out["change"] = out["recent_share"] - out["reference_share"]
     return out
-
-
-# -- broken feeds ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FeedWarning:
-    """One broken-feed finding: ``check`` is ``no_absences``, ``no_grades`` or
-    ``calendar_stops``; ``message`` is the sentence shown to people."""
-
-    school_id: str
-    check: str
-    message: str
-
-
-def _ts(day: dt.date) -> pd.Timestamp:
-    return pd.Timestamp(day)
-
-
-def _school_of_rows(tables: RawTables, rows: pd.DataFrame) -> pd.DataFrame:
-    """`rows` (``student_id``, ``date``) with the ``school_id`` of the enrolment in force
-    on that date (a row without one is dropped; overlapping enrolments give both)."""
-    enr = tables.enrolments
-    starts = (
-        pd.to_datetime(enr["start_date"])
-        if "start_date" in enr.columns
-        else pd.Series(pd.NaT, index=enr.index)
-    )
-    ends = (
-        pd.to_datetime(enr["end_date"])
-        if "end_date" in enr.columns
-        else pd.Series(pd.NaT, index=enr.index)
-    )
-    spells = pd.DataFrame(
-        {
-            "student_id": enr["student_id"].astype("str"),
-            "school_id": enr["school_id"].astype("str"),
-            "start": starts.fillna(enr["school_year"].map(default_enrolment_start)),
-            "end": ends.fillna(enr["school_year"].map(default_enrolment_end)),
-        }
-    )
-    left = pd.DataFrame(
-        {"student_id": rows["student_id"].astype("str"), "date": pd.to_datetime(rows["date"])}
-    )
-    merged = left.merge(spells, on="student_id", how="inner")
-    inside = (merged["date"] >= merged["start"]) & (merged["date"] <= merged["end"])
-    return merged.loc[inside, ["student_id", "date", "school_id"]]
-
-
-def _school_weeks(days: pd.Series, *, date_to: dt.date) -> list[pd.Timestamp]:
-    """Mondays of the calendar weeks (Monday-Sunday) with a school day that end on or
-    before `date_to`, in order."""
-    days = days[days <= _ts(date_to)]
-    mondays = (days - pd.to_timedelta(days.dt.day_of_week, unit="D")).drop_duplicates()
-    complete = mondays[mondays + pd.Timedelta(days=6) <= _ts(date_to)]
-    return sorted(complete)
-
-
-def feed_warnings(
-    tables: RawTables,
-    *,
-    date_from: dt.date,
-    date_to: dt.date,
-    since: dt.date | None = None,
-) -> list[FeedWarning]:
-    """Broken-feed checks for the window ``[date_from, date_to]`` (see the module docs).
-
-    Parameters
-    ----------
-    tables : RawTables
-        Uses `calendar`, `enrolments`, `attendance` and `grades`.
-    date_from, date_to : datetime.date
-        The recent window, both days included.
-    since : datetime.date, optional
-        Earliest date whose absences count as "had absences before" (default: all).
-
-    Returns
-    -------
-    list of FeedWarning
-        Ordered by school_id, then check.
-    """
-    found: list[FeedWarning] = []
-    calendar = pd.DataFrame(
-        {
-            "school_id": tables.calendar["school_id"].astype("str"),
-            "date": pd.to_datetime(tables.calendar["date"]),
-        }
-    ).drop_duplicates()
-    if calendar.empty:
-        return found
-    start, end = _ts(date_from), _ts(date_to)
-    schools = sorted(calendar["school_id"].unique())
-
-    # calendar stops before the window ends
-    upto = calendar[calendar["date"] <= end]
-    county_last = upto["date"].max() if not upto.empty else pd.NaT
-    for school in schools:
-        own = upto.loc[upto["school_id"] == school, "date"]
-        last = own.max() if not own.empty else pd.NaT
-        if pd.isna(county_last) or county_last < start:
-            break
-        if pd.isna(last) or last < county_last - pd.Timedelta(days=CALENDAR_GRACE_DAYS):
-            when = "has no school days" if pd.isna(last) else f"ends on {last.date()}"
-            found.append(
-                FeedWarning(
-                    school,
-                    "calendar_stops",
-                    f"School {school}: its calendar {when}, but other schools have school "
-                    f"days until {county_last.date()} (window ends {date_to}); the calendar "
-                    "feed may have stopped.",
-                )
-            )
-
-    # no absences in the last two school weeks, although there were some before
-    att = tables.attendance
-    absences = att.loc[att["status"].astype("str") != "present", ["student_id", "date"]]
-    by_school = _school_of_rows(tables, absences)
-    for school in schools:
-        weeks = _school_weeks(
-            calendar.loc[calendar["school_id"] == school, "date"], date_to=date_to
-        )
-        if len(weeks) < FEED_WEEKS + 1 or weeks[-1] + pd.Timedelta(days=6) < start:
-            continue
-        recent_start = weeks[-FEED_WEEKS]
-        recent_end = weeks[-1] + pd.Timedelta(days=6)
-        dates = by_school.loc[by_school["school_id"] == school, "date"]
-        earlier = dates < recent_start
-        if since is not None:
-            earlier &= dates >= _ts(since)
-        recent = (dates >= recent_start) & (dates <= recent_end)
-        if earlier.any() and not recent.any():
-            found.append(
-                FeedWarning(
-                    school,
-                    "no_absences",
-                    f"School {school}: no absences recorded from {recent_start.date()} to "
-                    f"{recent_end.date()} (its last {FEED_WEEKS} school weeks), though it "
-                    f"recorded {int(earlier.sum())} before; the attendance feed may be broken.",
-                )
-            )
-
-    # a whole term of the window with school days but no exam results
-    terms = school_terms(calendar)
-    terms = terms[(terms["term_end"] <= end) & (terms["term_end"] >= start)]
-    graded = _school_of_rows(tables, tables.grades.loc[:, ["student_id", "date"]])
-    for term in terms.itertuples(index=False):
-        school = str(term.school_id)
-        dates = graded.loc[graded["school_id"] == school, "date"]
-        last = term.term_end + pd.Timedelta(days=GRADES_GRACE_DAYS)
-        if not ((dates >= term.term_start) & (dates <= last)).any():
-            found.append(
-                FeedWarning(
-                    school,
-                    "no_grades",
-                    f"School {school}: {int(term.n_days)} school days from "
-                    f"{term.term_start.date()} to {term.term_end.date()} but no exam results "
-                    "recorded for that term; the grades feed may be broken.",
-                )
-            )
-    found.sort(key=lambda w: (w.school_id, w.check))
-    logger.info(
-        "feed checks %s .. %s: %d warnings for %d schools",
-        date_from,
-        date_to,
-        len(found),
-        len({w.school_id for w in found}),
-    )
-    return found
 
 
 # -- the report -------------------------------------------------------------------------

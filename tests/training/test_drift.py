@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.feeds import school_of_rows
 from training.drift import (
-    _school_of_rows,
     assign_tiers,
     population_stability_index,
     run_drift,
@@ -40,14 +40,14 @@ def county():
 @pytest.fixture(scope="module")
 def busiest_school(county) -> str:
     absences = county.attendance[county.attendance["status"] != "present"]
-    return str(_school_of_rows(county, absences)["school_id"].value_counts().index[0])
+    return str(school_of_rows(county, absences)["school_id"].value_counts().index[0])
 
 
 @pytest.fixture(scope="module")
 def planted(county, busiest_school):
     """The county with every attendance row of one school's pupils deleted from DATE_FROM."""
     att = county.attendance
-    rows = _school_of_rows(county, att)
+    rows = school_of_rows(county, att)
     pupils = set(
         rows.loc[
             (rows["school_id"] == busiest_school) & (rows["date"] >= pd.Timestamp(DATE_FROM)),
@@ -139,7 +139,7 @@ def test_calendar_and_grades_checks(county):
     report = run_drift(county.replace(calendar=stopped), date_from=DATE_FROM, date_to=DATE_TO)
     assert (school, "calendar_stops") in [(w.school_id, w.check) for w in report.feed_warnings]
 
-    graded = _school_of_rows(county, county.grades)
+    graded = school_of_rows(county, county.grades)
     spring = (graded["school_id"] == school) & (graded["date"] >= pd.Timestamp("2025-02-01"))
     lost = set(graded.loc[spring, "student_id"])
     grades = county.grades
