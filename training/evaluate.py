@@ -565,3 +565,103 @@ def plot_pr_curves(
     axes.set_title(title)
     axes.legend(loc="upper right")
     return figure
+
+
+VISIT_COLUMN = "visit_led_return"
+
+
+def evaluate_with_visits(
+    frame: pd.DataFrame,
+    *,
+    score: str,
+    capacity_share: float = 0.05,
+    visit_column: str = VISIT_COLUMN,
+) -> dict[str, float | int]:
+    """Precision and recall at capacity where a visit that led to a return counts as caught.
+
+    Each school flags its top ``capacity_k(school size, capacity_share)`` rows on each
+    ``as_of`` by `score` (`flag_top_k`, as in `evaluate_scores`). A row is *caught* when it
+    is flagged and either its ``label`` is 1 (dropped out within the horizon) or its
+    `visit_column` is True (visited within the horizon and back in school after the visit,
+    see `training.feedback.attach_interventions`): a visit that kept or brought a pupil in
+    school turns a "false alarm" into the success it was. The wanted rows (recall's
+    denominator) are those with ``label`` 1 or `visit_column` True, flagged or not.
+
+    Parameters
+    ----------
+    frame : pd.DataFrame
+        ``student_id``, ``as_of``, ``school_id``, ``label``, `score` and `visit_column`
+        (bool). Rows with ``censored`` True, if that column exists, are left out.
+    score : str
+        The score column (higher = more at risk).
+    capacity_share : float, default 0.05
+    visit_column : str, default "visit_led_return"
+
+    Returns
+    -------
+    dict
+        ``precision_at_k``, ``recall_at_k`` (labels only, as `evaluate_scores`),
+        ``precision_at_k_with_visits``, ``recall_at_k_with_visits`` (per-as_of means,
+        recall over dates with a wanted row), their ``_pooled`` versions, ``k`` (flags per
+        as_of), ``n_flagged``, ``n_positive``, ``n_visit_led_returns`` (rows),
+        ``n_caught_by_visit`` (flagged rows with label 0 and a visit-led return),
+        ``n_rows``, ``n_as_of``.
+    """
+    needed = ("student_id", "as_of", "school_id", "label", score, visit_column)
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise ValueError(f"The evaluation frame lacks the column(s) {missing}.")
+    if "censored" in frame.columns:
+        frame = frame.loc[~frame["censored"].astype(bool)]
+    if frame.empty:
+        raise ValueError("The evaluation frame has no rows (after leaving out censored ones).")
+    labels = frame["label"].to_numpy()
+    if not np.isin(labels, (0, 1)).all():
+        raise ValueError("The label column must hold only 0 and 1.")
+    visits = frame[visit_column].fillna(False).to_numpy(dtype=bool)
+    positive = labels.astype("int64") == 1
+    flagged = flag_top_k(frame, score=score, share=capacity_share, by=SCHOOL_GROUPS)
+    counts = pd.DataFrame(
+        {
+            "as_of": frame["as_of"].to_numpy(),
+            "flagged": flagged.to_numpy(),
+            "label": positive,
+            "wanted": positive | visits,
+        }
+    ).assign(
+        hits=lambda f: f["flagged"] & f["label"],
+        caught=lambda f: f["flagged"] & f["wanted"],
+    )
+    per = counts.groupby("as_of", sort=True).sum().astype("int64")
+
+    def mean_ratio(numerator: str, denominator: str) -> float:
+        ratios = [_safe_div(n, d) for n, d in zip(per[numerator], per[denominator], strict=True)]
+        return _nanmean(pd.Series(ratios, dtype="float64"))
+
+    total = per.sum()
+    result: dict[str, float | int] = {
+        "precision_at_k": mean_ratio("hits", "flagged"),
+        "recall_at_k": mean_ratio("hits", "label"),
+        "precision_at_k_with_visits": mean_ratio("caught", "flagged"),
+        "recall_at_k_with_visits": mean_ratio("caught", "wanted"),
+        "precision_at_k_pooled": _safe_div(total["hits"], total["flagged"]),
+        "recall_at_k_pooled": _safe_div(total["hits"], total["label"]),
+        "precision_at_k_with_visits_pooled": _safe_div(total["caught"], total["flagged"]),
+        "recall_at_k_with_visits_pooled": _safe_div(total["caught"], total["wanted"]),
+        "k": float(per["flagged"].mean()),
+        "n_flagged": int(total["flagged"]),
+        "n_positive": int(total["label"]),
+        "n_visit_led_returns": int(visits.sum()),
+        "n_caught_by_visit": int((flagged.to_numpy() & visits & ~positive).sum()),
+        "n_rows": len(frame),
+        "n_as_of": len(per),
+        "capacity_share": capacity_share,
+    }
+    logger.info(
+        "%s: precision@k %.3f, with visit-led returns %.3f (%d flagged rows caught by a visit).",
+        score,
+        result["precision_at_k"],
+        result["precision_at_k_with_visits"],
+        result["n_caught_by_visit"],
+    )
+    return result

@@ -17,6 +17,7 @@ from training.evaluate import (
     EvaluationResult,
     capacity_k,
     evaluate_scores,
+    evaluate_with_visits,
     expected_calibration_error,
     flag_top_k,
     plot_pr_curves,
@@ -246,3 +247,52 @@ def test_flags_fill_capacity_and_follow_the_order(frame: pd.DataFrame, share: fl
     shuffled = frame.sample(frac=1.0, random_state=0)
     again = flag_top_k(shuffled, score="score", share=share)
     assert again.reindex(frame.index).equals(flagged)
+
+
+def test_visit_led_returns_count_as_caught(frame: pd.DataFrame) -> None:
+    """p2 (flagged on A, no dropout) was visited on 03-05 and the visit's outcome was
+    `returned`; q3 (never flagged) was visited on 03-12 and a `return` event followed on
+    03-14, so both A's and B's q3 rows are wanted but missed."""
+    import datetime as dt
+
+    from training.feedback import attach_interventions
+
+    interventions = pd.DataFrame(
+        {
+            "student_id": ["p2", "q3"],
+            "date": pd.to_datetime(["2024-03-05", "2024-03-12"]),
+            "kind": ["home_visit", "phone_call"],
+            "outcome": ["returned", "contacted"],
+        }
+    )
+    events = pd.DataFrame(
+        {"student_id": ["q3"], "date": pd.to_datetime(["2024-03-14"]), "event": ["return"]}
+    )
+    joined = attach_interventions(frame, interventions, events, horizon=dt.timedelta(days=28))
+    returned = joined.loc[joined["visit_led_return"], ["student_id", "as_of"]]
+    assert sorted(zip(returned["student_id"], returned["as_of"], strict=True)) == [
+        ("p2", A),
+        ("q3", A),
+        ("q3", B),
+    ]
+    result = evaluate_with_visits(joined, score="model", capacity_share=SHARE)
+    # flags on both dates: p1, p2, q1. A: p1 (label) and p2 (visit) caught of 3 flags;
+    # B: nobody. Wanted: A p1, p6, q2 (labels), p2, q3 (visits); B q3.
+    assert result["precision_at_k"] == pytest.approx((1 / 3 + 0) / 2)
+    assert result["precision_at_k_with_visits"] == pytest.approx((2 / 3 + 0) / 2)
+    assert result["recall_at_k"] == pytest.approx(1 / 3)
+    assert result["recall_at_k_with_visits"] == pytest.approx((2 / 5 + 0 / 1) / 2)
+    assert result["precision_at_k_with_visits_pooled"] == pytest.approx(2 / 6)
+    assert result["recall_at_k_with_visits_pooled"] == pytest.approx(2 / 6)
+    assert (result["n_caught_by_visit"], result["n_visit_led_returns"]) == (1, 3)
+    assert (result["n_flagged"], result["n_positive"], result["n_as_of"]) == (6, 3, 2)
+    # the labels-only numbers agree with evaluate_scores
+    plain = evaluate_scores(frame, score_columns=["model"], capacity_share=SHARE)["model"]
+    assert result["precision_at_k"] == pytest.approx(plain.summary["precision_at_k"])
+    # without any visit the two precisions agree
+    none = evaluate_with_visits(
+        joined.assign(visit_led_return=False), score="model", capacity_share=SHARE
+    )
+    assert none["precision_at_k_with_visits"] == none["precision_at_k"]
+    with pytest.raises(ValueError, match="visit_led_return"):
+        evaluate_with_visits(frame, score="model", capacity_share=SHARE)
