@@ -256,7 +256,54 @@ STRINGS: dict[str, tuple[str, str]] = {
     "overdue_title": ("逾期未跟进", "Overdue follow-ups"),
     "overdue_none": ("没有逾期的跟进。", "No overdue follow-ups."),
     "due_was": ("应于 {d} 前完成", "due {d}"),
+    # student page: open case, attendance calendar, score trend
+    "case_on_student": ("包保个案", "Case"),
+    "case_none": ("这名学生目前没有未销号的个案。", "This student has no open case."),
+    "case_overdue": ("已逾期", "overdue"),
+    "case_followed_up": ("已跟进", "followed up"),
+    "save_plan": ("保存一生一策", "Save the plan"),
+    "open_case_page": ("打开个案页", "Open the case page"),
+    "calendar_title": ("本学年出勤日历", "Attendance this school year"),
+    "calendar_lead": (
+        "{since} 至 {until} 前的 {n} 个上学日；空白格不是上学日。",
+        "{n} school days from {since} to before {until}; blank cells are not school days.",
+    ),
+    "calendar_none": ("本学年没有这名学生的上学日记录。", "No school days on record this year."),
+    "export_missing": (
+        "没有记录：数据文件夹中找不到学校导出的数据。",
+        "No records: the school export is not in the data folder.",
+    ),
+    "day_present": ("出勤", "Present"),
+    "day_late": ("迟到", "Late"),
+    "day_leave": ("请假", "Leave"),
+    "day_unexcused": ("旷课", "Unexcused"),
+    "month_label": ("{y}年{m}月", "{y}-{m}"),
+    "weekday_0": ("一", "M"),
+    "weekday_1": ("二", "T"),
+    "weekday_2": ("三", "W"),
+    "weekday_3": ("四", "T"),
+    "weekday_4": ("五", "F"),
+    "weekday_5": ("六", "S"),
+    "weekday_6": ("日", "S"),
+    "scores_title": ("各科成绩走势", "Scores by subject"),
+    "trend_lead": (
+        "每次考试得分占满分的比例；虚线为及格线（60%）。",
+        "Each exam's score as a share of full marks; the dashed line is a pass (60%).",
+    ),
+    "trend_none": ("没有这名学生的考试成绩。", "No exam results on record."),
+    "latest_share": ("最近 {p}%", "latest {p}%"),
+    "missed_exams": ("缺考 {n} 次", "missed {n}"),
+    "subject_chinese": ("语文", "Chinese"),
+    "subject_math": ("数学", "Maths"),
+    "subject_english": ("英语", "English"),
+    "subject_physics": ("物理", "Physics"),
+    "subject_chemistry": ("化学", "Chemistry"),
+    "exam_monthly": ("月考", "monthly test"),
+    "exam_midterm": ("期中", "midterm"),
+    "exam_final": ("期末", "final"),
 }
+
+SUBJECT_KEYS = frozenset(k for k in STRINGS if k.startswith("subject_"))
 
 
 def translate(lang: str) -> Callable[..., str]:

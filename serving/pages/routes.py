@@ -24,7 +24,7 @@ from serving.api.errors import TooManyAttempts
 from serving.audit import record_access
 from serving.auth import AuthError, Forbidden, InvalidCredentials, NotYourStudent, Viewer
 from serving.pages import views
-from serving.pages.i18n import translate
+from serving.pages.i18n import SUBJECT_KEYS, translate
 from serving.pages.session import (
     LoginRequired,
     PageSession,
@@ -263,11 +263,18 @@ def student(request: Request, session: SessionDep, viewer: PageViewer, student_i
         return error_page(request, 404, "not_found_title", "student_not_found", viewer)
     try:
         with _auditor(request, session, viewer, STUDENT_PAGE).access(student_id) as entry:
-            page = views.student_page(session, viewer, student_id)
+            page = _student_page(request, session, viewer, student_id)
             entry.school_id = page.record.place.school_id
     except (AuthError, StudentNotFound) as error:
         return _refusal(request, error, viewer)
     return _student_response(request, viewer, page)
+
+
+def _student_page(
+    request: Request, session: SessionDep, viewer: Viewer, student_id: str
+) -> views.StudentPage:
+    data_dir = request.app.state.settings.paths.data
+    return views.student_page(session, viewer, student_id, data_dir=data_dir, now=utcnow())
 
 
 def _student_response(
@@ -293,6 +300,9 @@ def _student_response(
             "form": form or {},
             "form_error": form_error,
             "saved": request.query_params.get("saved"),
+            "day_states": views.DAY_STATES,
+            "subject_keys": SUBJECT_KEYS,
+            "now": utcnow(),
         },
         status_code=status_code,
         viewer=viewer,
@@ -322,7 +332,7 @@ def add_intervention(
     if on is None or bad:
         try:
             with _auditor(request, session, viewer, STUDENT_PAGE).access(student_id) as entry:
-                page = views.student_page(session, viewer, student_id)
+                page = _student_page(request, session, viewer, student_id)
                 entry.school_id = page.record.place.school_id
         except (AuthError, StudentNotFound) as error:
             return _refusal(request, error, viewer)
@@ -448,6 +458,7 @@ def _case_change(
     change: Any,
     form: dict[str, str],
     saved: str,
+    back: str | None = None,
 ) -> Response:
     """Apply `change`; refusals are audited with their code, a change the case cannot take
     re-renders the page (422) without rolling back the request."""
@@ -474,6 +485,9 @@ def _case_change(
             status_code=422,
         )
     auditor.record([view.case.student_id], view.case.school_id)
+    if back == "student":
+        target = f"/students/{view.case.student_id}?saved={saved}#case"
+        return RedirectResponse(target, status_code=303)
     return RedirectResponse(f"/cases/{case_id}?saved={saved}", status_code=303)
 
 
@@ -485,8 +499,9 @@ def case_plan(
     case_id: int,
     csrf_token: Annotated[str, Form(max_length=128)] = "",
     plan: Annotated[str, Form(max_length=8000)] = "",
+    back: Annotated[str, Form(max_length=16)] = "",
 ) -> Response:
-    """Replace the plan (一生一策)."""
+    """Replace the plan (一生一策); `back=student` returns to the student's page."""
     check_csrf(read_session(request), csrf_token)
     return _case_change(
         request,
@@ -497,6 +512,7 @@ def case_plan(
         lambda: cases.update_plan(session, viewer, case_id, plan),
         {"plan": plan},
         "plan",
+        back,
     )
 
 

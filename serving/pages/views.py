@@ -4,7 +4,9 @@
   the school's order and tiers), split into ladder alerts (3 days absent on top) and the
   ranked list, each row with its last contact and home visits this semester; and each
   class's home-visit progress against the minimum (half the class, DOMAIN.md).
-- `student_page`: `students.student_record` plus a server-side SVG chart of the history.
+- `student_page`: `students.student_record` plus a server-side SVG chart of the history,
+  the attendance calendar of the school year and the score trend per subject (from the
+  export, `students.student_export`), and the student's open case.
 - `school_overview`: a principal's counts per tier per class, open ladder alerts, and
   home visits per staff member against their minimum (homeroom: half the class,
   subject teacher: 15, principal: 40).
@@ -22,6 +24,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
@@ -33,7 +36,7 @@ from serving.services.users import list_users
 from serving.services.weekly_lists import ListNotFound, ListRow, build_list, term_start
 from serving.storage import queries
 from serving.storage.queries import InterventionRow, WeeklyScoreRow
-from serving.storage.tables import Intervention, WeeklyScore
+from serving.storage.tables import Intervention, WeeklyScore, utcnow
 
 HOME_VISIT = "home_visit"
 SUBJECT_TEACHER_MINIMUM = 15
@@ -176,21 +179,230 @@ def risk_chart(history: Sequence[WeeklyScoreRow], width: int = 640, height: int 
     return Chart(width, height, left, right, top, bottom, points, path, tuple(ticks), x_labels)
 
 
+# -- the attendance calendar and the score trend -----------------------------------------
+
+# attendance status -> the four colours of the calendar
+DAY_STATES = ("present", "late", "leave", "unexcused")
+_STATE_OF = {
+    "present": "present",
+    "late": "late",
+    "leave_sick": "leave",
+    "leave_personal": "leave",
+    "absent_unexcused": "unexcused",
+}
+
+
+def school_year_start(on: dt.date) -> dt.date:
+    """1 August of the school year `on` falls in (enrolment rows run August to July)."""
+    return dt.date(on.year if on.month >= 8 else on.year - 1, 8, 1)
+
+
+@dataclass(frozen=True)
+class DayCell:
+    day: dt.date | None  # None: padding before the 1st / after the last day of the month
+    state: str | None  # one of DAY_STATES; "closed" when not a school day
+
+
+@dataclass(frozen=True)
+class MonthGrid:
+    month: dt.date  # first of the month
+    weeks: tuple[tuple[DayCell, ...], ...]  # Monday..Sunday
+
+
+@dataclass(frozen=True)
+class AttendanceCalendar:
+    """Every school day of the school year up to the newest week, month by month."""
+
+    since: dt.date
+    until: dt.date
+    months: tuple[MonthGrid, ...]
+    counts: dict[str, int]
+    school_days: int
+
+
+def attendance_calendar(export: students.StudentExport) -> AttendanceCalendar | None:
+    """The heat map's months (None when the student had no school day in the window)."""
+    if not export.school_days:
+        return None
+    open_days = set(export.school_days)
+    states = {d: _STATE_OF.get(export.attendance.get(d, "present"), "present") for d in open_days}
+    first, last = export.school_days[0], export.school_days[-1]
+    months = []
+    month = first.replace(day=1)
+    while month <= last:
+        following = (month + dt.timedelta(days=32)).replace(day=1)
+        cells = [DayCell(None, None)] * month.weekday()
+        day = month
+        while day < following:
+            inside = export.since <= day < export.until
+            cells.append(DayCell(day if inside else None, states.get(day, "closed")))
+            day += dt.timedelta(days=1)
+        cells += [DayCell(None, None)] * (-len(cells) % 7)
+        weeks = tuple(tuple(cells[i : i + 7]) for i in range(0, len(cells), 7))
+        months.append(MonthGrid(month, weeks))
+        month = following
+    counts = Counter(states.values())
+    return AttendanceCalendar(
+        since=export.since,
+        until=export.until,
+        months=tuple(months),
+        counts={s: counts.get(s, 0) for s in DAY_STATES},
+        school_days=len(open_days),
+    )
+
+
+@dataclass(frozen=True)
+class TrendPoint:
+    x: float
+    y: float
+    grade: students.GradeRow
+    share: float
+
+
+@dataclass(frozen=True)
+class SubjectTrend:
+    """One subject's results as a share of full marks, oldest exam on the left."""
+
+    subject: str
+    width: int
+    height: int
+    left: int
+    right: int
+    top: int
+    bottom: int
+    points: tuple[TrendPoint, ...]
+    missed: tuple[students.GradeRow, ...]
+    path: str
+    y_ticks: tuple[tuple[float, str], ...]
+    x_labels: tuple[tuple[float, str], ...]
+    pass_y: float  # 60% of full marks (及格线)
+
+    @property
+    def latest(self) -> TrendPoint | None:
+        return self.points[-1] if self.points else None
+
+
+SUBJECT_ORDER = ("chinese", "math", "english", "physics", "chemistry")
+
+
+def score_trends(
+    grades: Sequence[students.GradeRow], width: int = 320, height: int = 150
+) -> tuple[SubjectTrend, ...]:
+    """A small line chart per subject: score / max_score per exam, 0-100%."""
+    left, right, top, bottom = 38, width - 10, 10, height - 24
+    by_subject: dict[str, list[students.GradeRow]] = {}
+    for g in sorted(grades, key=lambda g: (g.date, g.subject)):
+        by_subject.setdefault(g.subject, []).append(g)
+
+    def y_of(share: float) -> float:
+        return round(bottom - (bottom - top) * min(max(share, 0.0), 1.0), 1)
+
+    trends = []
+    order = sorted(
+        by_subject,
+        key=lambda s: (SUBJECT_ORDER.index(s) if s in SUBJECT_ORDER else 99, s),
+    )
+    for subject in order:
+        exams = by_subject[subject]
+        n = len(exams)
+
+        def x_of(i: int, n: int = n) -> float:
+            return round(left + (right - left) * (i / (n - 1) if n > 1 else 0.5), 1)
+
+        points = tuple(
+            TrendPoint(x_of(i), y_of(g.score / g.max_score), g, g.score / g.max_score)
+            for i, g in enumerate(exams)
+            if g.score is not None
+        )
+        path = " ".join(f"{'M' if i == 0 else 'L'}{p.x},{p.y}" for i, p in enumerate(points))
+        every = max(1, math.ceil(n / 4))
+        x_labels = tuple(
+            (x_of(i), g.date.strftime("%y-%m")) for i, g in enumerate(exams) if i % every == 0
+        )
+        trends.append(
+            SubjectTrend(
+                subject=subject,
+                width=width,
+                height=height,
+                left=left,
+                right=right,
+                top=top,
+                bottom=bottom,
+                points=points,
+                missed=tuple(g for g in exams if g.score is None),
+                path=path,
+                y_ticks=tuple((y_of(v), f"{round(v * 100)}%") for v in (0.0, 0.5, 1.0)),
+                x_labels=x_labels,
+                pass_y=y_of(0.6),
+            )
+        )
+    return tuple(trends)
+
+
+@dataclass(frozen=True)
+class OpenCase:
+    """The student's open case as the student page shows it."""
+
+    view: cases.CaseView
+    overdue: bool
+    followed_up: bool
+
+
+def open_case(
+    session: Session, viewer: Viewer, record: StudentRecord, now: dt.datetime
+) -> OpenCase | None:
+    """The newest open case of the student (scoped like `cases.get_case`), if any."""
+    rows = queries.cases_for(session, student_id=record.student_id, status="open")
+    if not rows:
+        return None
+    view = cases.get_case(session, viewer, rows[0].id)
+    since = view.case.opened_at.date()
+    followed_up = any(i.date >= since for i in record.interventions)
+    late = view.due is not None and view.due < now and not followed_up
+    return OpenCase(view, late, followed_up)
+
+
 @dataclass(frozen=True)
 class StudentPage:
     record: StudentRecord
     chart: Chart | None
     feedback_kinds: tuple[str, ...]
+    calendar: AttendanceCalendar | None = None
+    trends: tuple[SubjectTrend, ...] = ()
+    export_found: bool = False
+    case: OpenCase | None = None
 
 
-def student_page(session: Session, viewer: Viewer, student_id: str) -> StudentPage:
-    """The student's record and chart; raises what `students.student_record` raises."""
+def student_page(
+    session: Session,
+    viewer: Viewer,
+    student_id: str,
+    *,
+    data_dir: Path | None = None,
+    now: dt.datetime | None = None,
+) -> StudentPage:
+    """The student's record, charts and open case; raises what `students.student_record`
+    raises. The export in `data_dir` (cached) gives the attendance calendar of the school
+    year up to the newest scored week and the score trend per subject."""
     record = students.student_record(session, viewer, student_id)
     chart = risk_chart(record.history) if record.history else None
     mine = [f for f in record.feedback if f.user_id == viewer.user_id]
     if record.current is not None:
         mine = [f for f in mine if f.as_of == record.current.as_of]
-    return StudentPage(record, chart, tuple(f.kind for f in mine[:1]))
+    calendar, trends, found = None, (), False
+    if data_dir is not None:
+        until = record.current.as_of if record.current else (now or utcnow()).date()
+        export = students.student_export(
+            data_dir, student_id, since=school_year_start(until - dt.timedelta(days=1)), until=until
+        )
+        if export is not None:
+            found = True
+            calendar = attendance_calendar(export)
+            trends = score_trends(export.grades)
+    case = open_case(session, viewer, record, now or utcnow())
+    return StudentPage(
+        record, chart, tuple(f.kind for f in mine[:1]), calendar, trends, found, case
+    )
 
 
 # -- the principal's overview -----------------------------------------------------------

@@ -15,11 +15,18 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
+import pandas as pd
 from sqlalchemy.orm import Session
 
 from features.catalog import render_reason
+from features.sources import _locate, _read_table
+from features.validation import check_columns, parse_table
 from models.reasons import LadderAlert, ladder_alert
 from serving.auth import Forbidden, Viewer
 from serving.services.scoring import StudentNotFound
@@ -217,3 +224,195 @@ def add_feedback(
     )
     logger.info("feedback %d recorded (%s) for as_of %s", row.id, kind, as_of)
     return row
+
+
+# -- the student's rows in the export (attendance calendar, score trend) ------------------
+
+EXPORT_TABLES = ("calendar", "enrolments", "attendance", "grades")
+
+
+@dataclass(frozen=True)
+class GradeRow:
+    """One exam result of the student (`grades` table)."""
+
+    school_year: int
+    term: int
+    exam: str
+    subject: str
+    score: float | None  # None: missed exam (缺考)
+    max_score: float
+    date: dt.date
+
+
+@dataclass(frozen=True)
+class StudentExport:
+    """One student's rows of the export, from `since` to before `until`.
+
+    `school_days` are the days the student's school was open while the student was
+    enrolled there (calendar × enrolment rows in force); `attendance` maps a school day
+    to its status (no entry: present); `grades` are every result known before `until`.
+    """
+
+    since: dt.date
+    until: dt.date
+    school_days: tuple[dt.date, ...]
+    attendance: dict[dt.date, str]
+    grades: tuple[GradeRow, ...]
+
+
+@dataclass(frozen=True)
+class _ByStudent:
+    """A table sorted by student, with each student's slice found by binary search."""
+
+    frame: pd.DataFrame
+    codes: np.ndarray
+    categories: pd.Index
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame) -> _ByStudent:
+        ids = frame["student_id"].astype("category")
+        order = np.argsort(ids.cat.codes.to_numpy(), kind="stable")
+        frame = frame.drop(columns="student_id").iloc[order].reset_index(drop=True)
+        return cls(frame, ids.cat.codes.to_numpy()[order], ids.cat.categories)
+
+    def rows(self, student_id: str) -> pd.DataFrame:
+        try:
+            code = self.categories.get_loc(student_id)
+        except KeyError:
+            return self.frame.iloc[0:0]
+        lo, hi = np.searchsorted(self.codes, [code, code + 1])
+        return self.frame.iloc[lo:hi]
+
+
+@dataclass(frozen=True)
+class _ExportIndex:
+    calendar: dict[str, np.ndarray]  # school -> sorted datetime64[D] school days
+    enrolments: _ByStudent
+    attendance: _ByStudent
+    grades: _ByStudent
+
+
+_cache_lock = threading.Lock()
+_cache: dict[str, tuple[tuple[object, ...], _ExportIndex | None]] = {}
+
+
+def _export_key(data_dir: Path) -> tuple[object, ...] | None:
+    """The files the index is built from, with their sizes and mtimes (None: incomplete)."""
+    key: list[object] = []
+    for name in EXPORT_TABLES:
+        path, _ = _locate(data_dir, name)
+        if path is None:
+            return None
+        stat = path.stat()
+        key.append((path.name, stat.st_size, stat.st_mtime_ns))
+    return tuple(key)
+
+
+def _typed(path: Path, name: str) -> pd.DataFrame | None:
+    """The table's rows that parse (same reading and typing as `baoxue validate`)."""
+    read = _read_table(path)
+    if read.frame is None:
+        return None
+    columns = check_columns(name, read.frame, path.name)
+    if columns.frame is None:
+        return None
+    table = parse_table(name, columns.frame, path.name)
+    assert table.frame is not None and table.bad_rows is not None
+    return table.frame[~table.bad_rows]
+
+
+def _build_index(data_dir: Path) -> _ExportIndex | None:
+    started = time.perf_counter()
+    frames: dict[str, pd.DataFrame] = {}
+    for name in EXPORT_TABLES:
+        path, _ = _locate(data_dir, name)
+        frame = None if path is None else _typed(path, name)
+        if frame is None:
+            logger.warning("export table %s in %s cannot be read for the pages", name, data_dir)
+            return None
+        frames[name] = frame
+    calendar = frames["calendar"]
+    days = {
+        str(school): np.sort(group["date"].to_numpy().astype("datetime64[D]"))
+        for school, group in calendar.groupby("school_id", sort=False)
+    }
+    index = _ExportIndex(
+        calendar=days,
+        enrolments=_ByStudent.of(
+            frames["enrolments"][["student_id", "school_id", "start_date", "end_date"]]
+        ),
+        attendance=_ByStudent.of(frames["attendance"][["student_id", "date", "status"]]),
+        grades=_ByStudent.of(frames["grades"]),
+    )
+    logger.info(
+        "indexed export %s for the pages: %d attendance and %d grade rows in %.1f s",
+        data_dir,
+        len(frames["attendance"]),
+        len(frames["grades"]),
+        time.perf_counter() - started,
+    )
+    return index
+
+
+def export_index(data_dir: Path) -> _ExportIndex | None:
+    """The export's tables indexed by student, cached until a file changes
+    (key: file names, sizes, mtimes); None when the export is missing or unreadable."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        return None
+    key = _export_key(data_dir)
+    if key is None:
+        return None
+    cache_key = str(data_dir.resolve())
+    with _cache_lock:
+        cached = _cache.get(cache_key)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        index = _build_index(data_dir)
+        _cache[cache_key] = (key, index)
+        return index
+
+
+def _day(value: object) -> dt.date:
+    return pd.Timestamp(value).date()  # type: ignore[arg-type]
+
+
+def student_export(
+    data_dir: Path, student_id: str, *, since: dt.date, until: dt.date
+) -> StudentExport | None:
+    """The student's school days, attendance and grades in `[since, until)`.
+
+    None when the export is missing or unreadable. Only this student's rows leave the
+    cache. Callers check the viewer's scope first (`student_record`).
+    """
+    index = export_index(data_dir)
+    if index is None:
+        return None
+    lo, hi = np.datetime64(since, "D"), np.datetime64(until, "D")
+    days: set[np.datetime64] = set()
+    for row in index.enrolments.rows(student_id).itertuples(index=False):
+        open_days = index.calendar.get(str(row.school_id))
+        if open_days is None:
+            continue
+        start = max(lo, np.datetime64(_day(row.start_date), "D"))
+        end = min(hi, np.datetime64(_day(row.end_date), "D") + 1)
+        days.update(open_days[(open_days >= start) & (open_days < end)].tolist())
+    school_days = tuple(sorted(d if isinstance(d, dt.date) else _day(d) for d in days))
+    marks = index.attendance.rows(student_id)
+    marks = marks[(marks["date"] >= pd.Timestamp(since)) & (marks["date"] < pd.Timestamp(until))]
+    attendance = {_day(d): str(s) for d, s in zip(marks["date"], marks["status"], strict=True)}
+    results = index.grades.rows(student_id)
+    results = results[results["date"] < pd.Timestamp(until)]
+    grades = tuple(
+        GradeRow(
+            school_year=int(r.school_year),
+            term=int(r.term),
+            exam=str(r.exam),
+            subject=str(r.subject),
+            score=None if pd.isna(r.score) else float(r.score),
+            max_score=float(r.max_score),
+            date=_day(r.date),
+        )
+        for r in results.sort_values(["date", "subject"]).itertuples(index=False)
+    )
+    return StudentExport(since, until, school_days, attendance, grades)

@@ -246,12 +246,146 @@ def empty_store(tmp_path_factory: pytest.TempPathFactory) -> str:
     return f"sqlite:///{tmp_path_factory.mktemp('pages-mlflow') / 'mlflow.db'}"
 
 
+# -- a small export in the data folder (what the weekly batch reads) ------------------------
+
+TERM_1 = (dt.date(2023, 9, 1), dt.date(2024, 1, 19))
+TERM_2 = (dt.date(2024, 2, 19), dt.date(2024, 3, 15))
+# student -> {date: status} (every other school day: present)
+ABSENCES = {
+    "STU-A01": {
+        dt.date(2023, 10, 10): "late",
+        dt.date(2023, 11, 2): "leave_sick",
+        dt.date(2024, 3, 6): "absent_unexcused",
+        dt.date(2024, 3, 7): "absent_unexcused",
+        dt.date(2024, 3, 8): "absent_unexcused",
+    },
+    "STU-A02": {
+        dt.date(2024, 2, 26): "absent_unexcused",
+        dt.date(2024, 2, 28): "absent_unexcused",
+        dt.date(2024, 3, 1): "leave_personal",
+    },
+    "STU-B01": {dt.date(2024, 3, 4): "absent_unexcused"},
+}
+# (school_year, term, exam, known on) -> share of full marks for STU-A02's maths
+EXAMS = (
+    (2023, 1, "midterm", dt.date(2023, 11, 15)),
+    (2023, 1, "final", dt.date(2024, 1, 22)),
+    (2023, 2, "monthly", dt.date(2024, 3, 1)),
+)
+SUBJECTS = {"chinese": 100.0, "math": 120.0, "english": 100.0}
+
+
+def school_days(first: dt.date, last: dt.date) -> list[dt.date]:
+    days = (first + dt.timedelta(days=i) for i in range((last - first).days + 1))
+    return [d for d in days if d.weekday() < 5]
+
+
+def export_frames() -> dict[str, list[dict[str, object]]]:
+    """A valid export of two schools: SCH-A (the pages' students) and SCH-B."""
+    pupils = {s: (c, g) for s, (c, g, *_rest) in STUDENTS.items()}
+    pupils |= {"STU-B01": ("SCH-B-C1", 7), "STU-B02": ("SCH-B-C1", 7)}
+    days = school_days(*TERM_1) + school_days(*TERM_2)
+    flags = dict.fromkeys(
+        ("poverty_registered", "dibao", "tekun", "disability", "orphan", "single_parent"),
+        "false",
+    )
+    grades = []
+    for i, student_id in enumerate(pupils):
+        for e, (year, term, exam, known) in enumerate(EXAMS):
+            for subject, full in SUBJECTS.items():
+                share = 0.9 - 0.04 * i - (0.15 * e if student_id == "STU-A02" else 0)
+                missed = student_id == "STU-A02" and subject == "english" and exam == "final"
+                grades.append(
+                    {
+                        "student_id": student_id,
+                        "school_year": year,
+                        "term": term,
+                        "exam": exam,
+                        "subject": subject,
+                        "score": "" if missed else round(full * share, 1),
+                        "max_score": full,
+                        "date": known.isoformat(),
+                    }
+                )
+    return {
+        "schools": [
+            {
+                "school_id": school,
+                "name": f"{school} 中学",
+                "county": "示范县",
+                "township": "城关镇",
+                "level": "junior",
+                "rural": "true",
+            }
+            for school in ("SCH-A", "SCH-B")
+        ],
+        "calendar": [
+            {"school_id": school, "date": d.isoformat()}
+            for school in ("SCH-A", "SCH-B")
+            for d in days
+        ],
+        "students": [
+            {
+                "student_id": s,
+                "sex": "F" if i % 2 else "M",
+                "birth_date": "2011-05-01",
+                **flags,
+                "left_behind": "none",
+                "migrant_child": "false",
+                "guardian": "parents",
+                "boarding": "false",
+            }
+            for i, s in enumerate(pupils)
+        ],
+        "enrolments": [
+            {
+                "student_id": s,
+                "school_year": 2023,
+                "school_id": c.rsplit("-", 1)[0],
+                "class_id": c,
+                "grade_level": g,
+            }
+            for s, (c, g) in pupils.items()
+        ],
+        "attendance": [
+            {"student_id": s, "date": d.isoformat(), "status": status}
+            for s, marks in ABSENCES.items()
+            for d, status in sorted(marks.items())
+        ],
+        "grades": grades,
+        "status_events": [
+            {
+                "student_id": s,
+                "date": "2023-09-01",
+                "event": "enrol",
+                "school_id": c.rsplit("-", 1)[0],
+            }
+            for s, (c, _g) in pupils.items()
+        ],
+    }
+
+
+def write_export(folder: Path) -> Path:
+    """Write `export_frames()` as CSV files into `folder`."""
+    import csv
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, rows in export_frames().items():
+        with open(folder / f"{name}.csv", "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    return folder
+
+
 @pytest.fixture
 def settings(tmp_path: Path, pages_template: Template, empty_store: str) -> Settings:
-    """This test's settings: its own copy of the template database."""
+    """This test's settings: its own copy of the template database and of the export."""
     db_path = tmp_path / "baoxue.db"
     shutil.copyfile(pages_template.path, db_path)
-    return make_settings(tmp_path / "home", db_path, empty_store)
+    settings = make_settings(tmp_path / "home", db_path, empty_store)
+    write_export(settings.paths.data)
+    return settings
 
 
 @pytest.fixture

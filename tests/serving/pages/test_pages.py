@@ -109,7 +109,8 @@ def test_student_page_shows_history_chart_reasons_visits_and_notes(client):
     page = client.get("/students/STU-A02")
     assert page.status_code == 200
     html = page.text
-    assert html.count('<circle class="dot') == 4  # one point per scored week
+    risk = html.split('<figure class="chart">')[1].split("</figure>")[0]
+    assert risk.count('<circle class="dot') == 4  # one point per scored week
     assert '<path class="line" d="M' in html
     assert "留守儿童（父母均外出务工）" in html and "+0.50" in html
     assert NOTE in html  # the school's own staff read the note
