@@ -75,6 +75,7 @@ class ServingSettings(BaseModel):
     weekly_run_hour: int = Field(default=6, ge=0, le=23)
     token_minutes: int = Field(default=480, ge=1)
     secret_key: str | None = None  # generated and kept in the home folder when unset
+    upload_max_mb: int = Field(default=50, ge=1, le=2048)  # per file on the upload page
 
     @field_validator("secret_key")
     @classmethod
