@@ -1,0 +1,147 @@
+"""A school's upload replaces its part of the data folder, or changes nothing.
+
+Real files in `tmp_path`: the pages' two-school export (SCH-A and SCH-B), CSV and XLSX
+uploads, and `features.sources.load_export` (what `baoxue validate` and the weekly run
+read) on the folder afterwards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from openpyxl import Workbook
+
+from features.sources import load_export
+from serving.services.uploads import UploadedFile, apply_upload, grouped, table_of
+from tests.serving.pages.conftest import write_export
+
+LIMIT = 5_000_000
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    return write_export(tmp_path / "data")
+
+
+def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.iterdir())}
+
+
+def csv(rows: list[str], header: str = "student_id,date,status") -> bytes:
+    return ("\n".join([header, *rows]) + "\n").encode()
+
+
+def attendance(folder: Path) -> pd.DataFrame:
+    return pd.read_csv(folder / "attendance.csv", dtype=str)
+
+
+def test_file_names_map_to_tables():
+    assert table_of("Attendance.XLSX") == "attendance"
+    assert table_of(r"C:\\exports\\grades.csv") == "grades"
+    assert table_of("attendance.parquet") is None and table_of("notes.txt") is None
+
+
+def test_a_good_upload_replaces_only_the_schools_rows(data):
+    before = attendance(data)
+    b_rows = before[before["student_id"].str.startswith("STU-B")]
+    upload = csv(["STU-A03,2024-03-04,late", "STU-A05,2024-03-05,absent_unexcused"])
+    result = apply_upload(data, "SCH-A", [UploadedFile("attendance.csv", upload)], max_bytes=LIMIT)
+    assert result.accepted and result.error is None
+    assert result.tables == {"attendance": 2}
+    after = attendance(data)
+    assert sorted(after["student_id"]) == sorted([*b_rows["student_id"], "STU-A03", "STU-A05"])
+    # the other school's rows are the same, in the same order
+    assert after.iloc[: len(b_rows)].reset_index(drop=True).equals(b_rows.reset_index(drop=True))
+    loaded = load_export(data)  # the next weekly run reads it
+    assert len(loaded.tables.attendance) == len(b_rows) + 2
+    assert not [p for p in data.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_a_bad_upload_changes_no_byte_and_names_file_row_and_column(data):
+    before = snapshot(data)
+    upload = csv(
+        [
+            "STU-A03,2024-03-04,late",
+            "STU-A03,2024-03-09,late",  # a Saturday: not a school day
+            "STU-A04,2024-03-05,sick",  # not a status
+            "STU-A05,05/03/2024,late",  # not a date
+        ]
+    )
+    result = apply_upload(data, "SCH-A", [UploadedFile("attendance.csv", upload)], max_bytes=LIMIT)
+    assert not result.accepted and snapshot(data) == before
+    found = {(v.rule, v.file, v.row, v.column) for v in result.error.violations}
+    assert found == {
+        ("not_school_day", "attendance.csv", 3, "date"),
+        ("unknown_value", "attendance.csv", 4, "status"),
+        ("bad_date", "attendance.csv", 5, "date"),
+    }
+    rules = [rule for rule, _count, _listed in grouped(result.error)]
+    assert rules == ["bad_date", "unknown_value", "not_school_day"]
+
+
+def test_rows_of_another_school_are_refused(data):
+    before = snapshot(data)
+    upload = csv(["STU-A03,2024-03-04,late", "STU-B02,2024-03-04,late"])
+    result = apply_upload(data, "SCH-A", [UploadedFile("attendance.csv", upload)], max_bytes=LIMIT)
+    assert not result.accepted and snapshot(data) == before
+    [v] = result.error.violations
+    assert (v.rule, v.file, v.row, v.column) == ("other_school", "attendance.csv", 3, "student_id")
+    schools = apply_upload(
+        data,
+        "SCH-A",
+        [UploadedFile("calendar.csv", csv(["SCH-B,2024-03-04"], "school_id,date"))],
+        max_bytes=LIMIT,
+    )
+    assert [(v.rule, v.row, v.column) for v in schools.error.violations] == [
+        ("other_school", 2, "school_id")
+    ]
+    assert snapshot(data) == before
+
+
+def test_an_xlsx_upload_is_read_like_a_csv(data):
+    book = Workbook()
+    sheet = book.active
+    sheet.append(
+        ["student_id", "school_year", "term", "exam", "subject", "score", "max_score", "date"]
+    )
+    sheet.append(["STU-A01", 2023, 2, "monthly", "math", 30, 120, dt.datetime(2024, 3, 1)])
+    sheet.append(["STU-A01", 2023, 2, "monthly", "chinese", None, 100, dt.date(2024, 3, 1)])
+    buffer = io.BytesIO()
+    book.save(buffer)
+    result = apply_upload(
+        data, "SCH-A", [UploadedFile("grades.xlsx", buffer.getvalue())], max_bytes=LIMIT
+    )
+    assert result.accepted, result.error
+    grades = load_export(data).tables.grades
+    mine = grades[grades["student_id"].str.startswith("STU-A")]
+    assert len(mine) == 2 and mine["score"].isna().sum() == 1
+    assert set(mine["date"].dt.date) == {dt.date(2024, 3, 1)}
+    assert len(grades[grades["student_id"].str.startswith("STU-B")]) == 18  # untouched
+
+
+def test_garbage_files_get_a_message_not_a_traceback(data):
+    before = snapshot(data)
+    junk = bytes(range(256)) * 20
+
+    def violations(*files: UploadedFile, limit: int = LIMIT):
+        result = apply_upload(data, "SCH-A", list(files), max_bytes=limit)
+        assert not result.accepted
+        return [(v.rule, v.file) for v in result.error.violations]
+
+    assert violations(UploadedFile("grades.xlsx", junk)) == [("bad_xlsx", "grades.xlsx")]
+    assert violations(UploadedFile("grades.csv", b"\xff\xfe\x00garbage\x81\x82")) == [
+        ("encoding", "grades.csv")
+    ]
+    assert violations(UploadedFile("notes.txt", b"hello")) == [("unknown_file", "notes.txt")]
+    assert violations(UploadedFile("attendance.csv", junk), limit=100) == [
+        ("too_large", "attendance.csv")
+    ]
+    assert violations(UploadedFile("grades.csv", b"student_id,date\nx,y\n"))[0] == (
+        "missing_column",
+        "grades.csv",
+    )
+    assert snapshot(data) == before
