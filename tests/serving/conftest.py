@@ -1,21 +1,107 @@
-"""A real SQLite database file per test, migrated with Alembic.
+"""A real, migrated database per test: a SQLite file, and PostgreSQL when one is given.
 
-The migrations run once per session into a template file; each test gets a fresh copy,
-so every test starts from the newest schema and empty tables without paying for the
-migration again.
+The migrations run once per session into a template; each test gets a fresh copy (a
+copied file on SQLite, `CREATE DATABASE ... TEMPLATE` on PostgreSQL), so every test
+starts from the newest schema and empty tables without paying for the migration again.
+
+Every test that asks for `db_url` (and so `db_engine`, `db_sessions`, `db_session`) runs
+once per backend: `[sqlite]`, and `[postgresql]` when `BAOXUE_TEST_POSTGRES_URL` names a
+server whose role may create databases (e.g.
+`postgresql+psycopg://baoxue:baoxue@127.0.0.1:55432/baoxue`; `.ci/run` starts one).
+Without it the PostgreSQL runs are skipped with that reason. A test that checks a
+SQLite-only setting pins itself with `@pytest.mark.parametrize("db_backend", ["sqlite"],
+indirect=True)`.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from serving.storage.db import make_engine, migrate, session_factory
+
+POSTGRES_URL = os.environ.get("BAOXUE_TEST_POSTGRES_URL")
+BACKENDS = (
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param(
+        "postgresql",
+        id="postgresql",
+        marks=pytest.mark.skipif(not POSTGRES_URL, reason="BAOXUE_TEST_POSTGRES_URL is not set"),
+    ),
+)
+
+
+class PostgresDatabases:
+    """Creates and drops throwaway databases on the test server, named per process.
+
+    `template(name, fill)` makes a database once and fills it (`fill(url)`); `copy(name)`
+    clones it for one test, `drop_all()` removes every database this process made.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = make_url(url)
+        self.prefix = f"bx_test_{os.getpid()}"
+        self.admin = create_engine(self.url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
+        self.made: list[str] = []
+        self.counter = itertools.count()
+
+    def url_of(self, database: str) -> str:
+        return self.url.set(database=database).render_as_string(hide_password=False)
+
+    def _create(self, database: str, template: str | None = None) -> str:
+        with self.admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+            suffix = f' TEMPLATE "{template}"' if template else ""
+            connection.execute(text(f'CREATE DATABASE "{database}"{suffix}'))
+        self.made.append(database)
+        return self.url_of(database)
+
+    def template(self, name: str, fill: Callable[[str], None]) -> str:
+        database = f"{self.prefix}_{name}"
+        url = self._create(database)
+        fill(url)
+        return database
+
+    def copy(self, template: str) -> str:
+        return self._create(f"{self.prefix}_{next(self.counter)}", template)
+
+    def drop(self, url: str) -> None:
+        database = make_url(url).database
+        with self.admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        if database in self.made:
+            self.made.remove(database)
+
+    def drop_all(self) -> None:
+        with self.admin.connect() as connection:
+            for database in reversed(self.made):
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        self.made.clear()
+        self.admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresDatabases]:
+    """The PostgreSQL test server (skipped when none is given)."""
+    if not POSTGRES_URL:
+        pytest.skip("BAOXUE_TEST_POSTGRES_URL is not set")
+    databases = PostgresDatabases(POSTGRES_URL)
+    yield databases
+    databases.drop_all()
+
+
+@pytest.fixture(params=BACKENDS)
+def db_backend(request: pytest.FixtureRequest) -> str:
+    """`sqlite` or `postgresql`: which database this run of the test uses."""
+    return str(request.param)
 
 
 @pytest.fixture(scope="session")
@@ -26,17 +112,29 @@ def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def migrated_postgres_template(postgres: PostgresDatabases) -> str:
+    """A PostgreSQL database migrated to head, cloned by each test."""
+    return postgres.template("migrated", migrate)
+
+
 @pytest.fixture
-def db_url(tmp_path: Path, migrated_template: Path) -> str:
-    """URL of this test's own migrated, empty SQLite file."""
-    path = tmp_path / "baoxue.db"
-    shutil.copyfile(migrated_template, path)
-    return f"sqlite:///{path}"
+def db_url(db_backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """URL of this test's own migrated, empty database on `db_backend`."""
+    if db_backend == "sqlite":
+        path = tmp_path / "baoxue.db"
+        shutil.copyfile(request.getfixturevalue("migrated_template"), path)
+        yield f"sqlite:///{path}"
+        return
+    postgres: PostgresDatabases = request.getfixturevalue("postgres")
+    url = postgres.copy(request.getfixturevalue("migrated_postgres_template"))
+    yield url
+    postgres.drop(url)
 
 
 @pytest.fixture
 def db_engine(db_url: str) -> Iterator[Engine]:
-    """An engine on this test's database, with the service's SQLite settings."""
+    """An engine on this test's database, with the service's settings for its dialect."""
     engine = make_engine(db_url)
     yield engine
     engine.dispose()

@@ -1,8 +1,10 @@
 """The API over HTTP: `TestClient` against `create_app(Settings(...))` with a real migrated
-SQLite file, real users with argon2 hashes, and stored weekly scores.
+database, real users with argon2 hashes, and stored weekly scores.
 
 Users and hand-made scores are written once per session into a template database; each
 test copies it, so every test starts from the same records without re-hashing passwords.
+Tests using `settings` (or `client`) run on SQLite and, when `BAOXUE_TEST_POSTGRES_URL`
+is set, again on PostgreSQL (`db_backend`, `tests/serving/conftest.py`).
 Every log record of the package's tests (all loggers, DEBUG) is collected, and
 `test_zz_logs.py` checks that none names a student or a note.
 """
@@ -34,6 +36,7 @@ from serving.settings import (
 )
 from serving.storage import queries
 from serving.storage.db import make_engine, migrate, session_factory
+from tests.serving.conftest import PostgresDatabases
 
 SECRET = "test-secret-key-for-the-api-tests-0123456789"
 PASSWORD = "correct horse battery"
@@ -142,34 +145,50 @@ def seed_scores(session: Session) -> None:
         queries.finish_run(session, run.id)
 
 
+def fill_api_database(url: str) -> dict[str, Viewer]:
+    """Migrate the database at `url` and write the users, scores and one noted visit."""
+    migrate(url)
+    engine = make_engine(url)
+    viewers: dict[str, Viewer] = {}
+    try:
+        with session_factory(engine).begin() as session:
+            for username, (role, school_id, class_ids) in USERS.items():
+                row = add_user(session, username, PASSWORD, role, school_id, class_ids)
+                viewers[username] = get_viewer(session, row.id)
+            seed_scores(session)
+            queries.add_intervention(
+                session,
+                queries.InterventionIn(
+                    student_id="STU-A1",
+                    school_id="SCH-A",
+                    class_id="SCH-A-C1",
+                    date=dt.date(2024, 3, 5),
+                    kind="home_visit",
+                    by_role="homeroom_teacher",
+                    outcome="contacted",
+                    note=NOTE,
+                ),
+                recorded_by=viewers["teacher_a1"].user_id,
+            )
+    finally:
+        engine.dispose()
+    return viewers
+
+
 @pytest.fixture(scope="session")
 def api_template(tmp_path_factory: pytest.TempPathFactory) -> Template:
     """A migrated database with the users, two weeks of scores and one noted visit."""
     path = tmp_path_factory.mktemp("api-template") / "baoxue.db"
-    migrate(f"sqlite:///{path}")
-    engine = make_engine(f"sqlite:///{path}")
-    viewers: dict[str, Viewer] = {}
-    with session_factory(engine).begin() as session:
-        for username, (role, school_id, class_ids) in USERS.items():
-            row = add_user(session, username, PASSWORD, role, school_id, class_ids)
-            viewers[username] = get_viewer(session, row.id)
-        seed_scores(session)
-        queries.add_intervention(
-            session,
-            queries.InterventionIn(
-                student_id="STU-A1",
-                school_id="SCH-A",
-                class_id="SCH-A-C1",
-                date=dt.date(2024, 3, 5),
-                kind="home_visit",
-                by_role="homeroom_teacher",
-                outcome="contacted",
-                note=NOTE,
-            ),
-            recorded_by=viewers["teacher_a1"].user_id,
-        )
-    engine.dispose()
-    return Template(path, viewers)
+    return Template(path, fill_api_database(f"sqlite:///{path}"))
+
+
+@pytest.fixture(scope="session")
+def api_postgres_template(postgres: PostgresDatabases, api_template: Template) -> str:
+    """The same records in a PostgreSQL database (the same user ids), cloned by each test."""
+    filled: list[dict[str, Viewer]] = []
+    database = postgres.template("api", lambda url: filled.append(fill_api_database(url)))
+    assert filled == [api_template.viewers]
+    return database
 
 
 @pytest.fixture(scope="session")
@@ -178,22 +197,41 @@ def empty_mlflow(tmp_path_factory: pytest.TempPathFactory) -> str:
     return f"sqlite:///{tmp_path_factory.mktemp('empty-mlflow') / 'mlflow.db'}"
 
 
-def make_settings(home: Path, db_path: Path, tracking_uri: str, **serving: object) -> Settings:
+def make_settings(
+    home: Path,
+    db_path: Path | None,
+    tracking_uri: str,
+    *,
+    db_url: str | None = None,
+    **serving: object,
+) -> Settings:
     """Settings for one test: its own home folder and database, a fixed signing key."""
     return Settings(
         paths=PathSettings(home=home),
-        db=DatabaseSettings(url=f"sqlite:///{db_path}"),
+        db=DatabaseSettings(url=db_url or f"sqlite:///{db_path}"),
         mlflow=MlflowSettings(tracking_uri=tracking_uri, registry_uri=tracking_uri),
         serving=ServingSettings(secret_key=SECRET, **serving),  # type: ignore[arg-type]
     )
 
 
 @pytest.fixture
-def settings(tmp_path: Path, api_template: Template, empty_mlflow: str) -> Settings:
-    """This test's settings: a copy of the template database, no model."""
-    db_path = tmp_path / "baoxue.db"
-    shutil.copyfile(api_template.path, db_path)
-    return make_settings(tmp_path / "home", db_path, empty_mlflow)
+def settings(
+    db_backend: str,
+    tmp_path: Path,
+    api_template: Template,
+    empty_mlflow: str,
+    request: pytest.FixtureRequest,
+) -> Iterator[Settings]:
+    """This test's settings: a copy of the template database on `db_backend`, no model."""
+    if db_backend == "sqlite":
+        db_path = tmp_path / "baoxue.db"
+        shutil.copyfile(api_template.path, db_path)
+        yield make_settings(tmp_path / "home", db_path, empty_mlflow)
+        return
+    postgres: PostgresDatabases = request.getfixturevalue("postgres")
+    url = postgres.copy(request.getfixturevalue("api_postgres_template"))
+    yield make_settings(tmp_path / "home", None, empty_mlflow, db_url=url)
+    postgres.drop(url)
 
 
 @pytest.fixture

@@ -68,9 +68,8 @@ def test_migrating_again_changes_nothing_and_keeps_rows(db_url, db_sessions) -> 
         assert session.scalar(select(ScoreRun.model_version)) == "v1"
 
 
-def test_downgrade_to_base_then_up_again(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'b.db'}"
-    migrate(url)
+def test_downgrade_to_base_then_up_again(db_url) -> None:
+    url = db_url
     downgrade(url, "base")
     engine = make_engine(url)
     try:
@@ -83,6 +82,7 @@ def test_downgrade_to_base_then_up_again(tmp_path: Path) -> None:
         engine.dispose()
 
 
+@pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True)
 def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(db_engine) -> None:
     with db_engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
