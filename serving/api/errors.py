@@ -151,13 +151,19 @@ def _field_of(loc: Sequence[Any]) -> str:
     return text or ".".join(str(p) for p in loc)
 
 
+def _detail(error: dict[str, Any]) -> dict[str, str]:
+    """One request problem, naming its field (a body that is not JSON: `body`)."""
+    loc = error.get("loc", ())
+    if error.get("type") == "json_invalid":
+        at = loc[-1] if loc else "?"
+        return {"field": "body", "message": f"the body is not valid JSON (at character {at})"}
+    return {"field": _field_of(loc), "message": str(error.get("msg", "invalid value"))}
+
+
 def _request_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
-    details = [
-        {"field": _field_of(e.get("loc", ())), "message": str(e.get("msg", "invalid value"))}
-        for e in errors[:VIOLATIONS_LISTED]
-    ]
+    details = [_detail(e) for e in errors[:VIOLATIONS_LISTED]]
     if not details:
         return _json(422, "invalid_request", "The request is not valid.")
     first = details[0]
@@ -167,6 +173,7 @@ def _request_validation(request: Request, exc: Exception) -> JSONResponse:
     return _json(422, "invalid_request", message, first["field"], details=details)
 
 
+BODY_UNREADABLE = "There was an error parsing the body"  # FastAPI's 400 detail
 _HTTP_CODES = {
     401: ("not_authenticated", "Please log in."),
     403: ("forbidden", "Your role does not allow this."),
@@ -177,6 +184,17 @@ _HTTP_CODES = {
 
 def _http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.detail == BODY_UNREADABLE:
+        # FastAPI's answer to a body it cannot decode at all (e.g. not UTF-8): the same
+        # 422 `invalid_request` as a body that is not JSON, so the API has one shape.
+        message = "body: the body is not valid JSON in UTF-8"
+        return _json(
+            422,
+            "invalid_request",
+            message,
+            "body",
+            details=[{"field": "body", "message": "the body is not valid JSON in UTF-8"}],
+        )
     code, message = _HTTP_CODES.get(exc.status_code, ("http_error", "The request failed."))
     return _json(exc.status_code, code, message, headers=getattr(exc, "headers", None))
 
