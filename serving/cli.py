@@ -411,12 +411,22 @@ def evaluate(
         Path | None,
         typer.Option("--config", help="TOML file with a [training] table (as for train)."),
     ] = None,
+    with_interventions: Annotated[
+        bool,
+        typer.Option(
+            "--with-interventions",
+            help="Also count flagged pupils whose visit led to a return as caught "
+            "(interventions from the service database and the export; docs/model.md).",
+        ),
+    ] = False,
 ) -> None:
     """Score a registered model on every weekly as_of in a window whose outcome is known.
 
     Baselines are fitted on what was known before --from. Prints AUC, PR-AUC, Brier,
     precision@k and recall@k against the baselines, per as_of and overall, and the
-    fairness audit; --json prints all of it as one JSON object.
+    fairness audit; --json prints all of it as one JSON object. --with-interventions adds
+    precision@k and recall@k where a visit within the horizon followed by a return to
+    school counts as caught.
     """
     import json
 
@@ -442,12 +452,66 @@ def evaluate(
             date_from=date_from.date(),
             date_to=date_to.date(),
         )
+        if with_interventions:
+            result["with_interventions"] = _visit_evaluation(
+                settings, tables, config, model, date_from.date(), date_to.date()
+            )
         if as_json:
             typer.echo(json.dumps(result, ensure_ascii=False, indent=1))
             return
         _print_evaluation(result)
+        if with_interventions:
+            _print_visit_evaluation(result["with_interventions"])
 
     run_guarded(body)
+
+
+def _visit_evaluation(
+    settings: Settings, tables: Any, config: Any, ref: str, date_from: date, date_to: date
+) -> dict[str, Any]:
+    from serving.services.research_export import read_interventions
+    from serving.storage.db import init_db, make_engine, session_factory
+    from training.feedback import evaluate_registered_with_visits
+
+    init_db(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        with session_factory(engine)() as session:
+            interventions = read_interventions(session)
+    finally:
+        engine.dispose()
+    result: dict[str, Any] = evaluate_registered_with_visits(
+        tables,
+        config,
+        store=_store(settings),
+        ref=ref,
+        date_from=date_from,
+        date_to=date_to,
+        interventions=interventions,
+    )
+    return {k: (None if isinstance(v, float) and v != v else v) for k, v in result.items()}
+
+
+def _print_visit_evaluation(result: dict[str, Any]) -> None:
+    def fmt(v: Any) -> str:
+        return "—" if v is None else f"{v:.3f}"
+
+    typer.echo(
+        f"\nwith interventions ({result['n_interventions']} recorded; a flagged pupil visited "
+        f"within {result['horizon_days']} days who came back to school counts as caught):"
+    )
+    typer.echo(f"{'':<26}{'P@k':>8}{'R@k':>8}{'P@k pooled':>12}{'R@k pooled':>12}")
+    for title, key in (("dropouts only", ""), ("with visit-led returns", "_with_visits")):
+        typer.echo(
+            f"{title:<26}{fmt(result[f'precision_at_k{key}']):>8}"
+            f"{fmt(result[f'recall_at_k{key}']):>8}"
+            f"{fmt(result[f'precision_at_k{key}_pooled']):>12}"
+            f"{fmt(result[f'recall_at_k{key}_pooled']):>12}"
+        )
+    typer.echo(
+        f"{result['n_visit_led_returns']} visit-led returns, {result['n_caught_by_visit']} of "
+        f"them flagged without a dropout label"
+    )
 
 
 def _print_evaluation(result: dict[str, Any]) -> None:
@@ -590,6 +654,95 @@ def import_oulad_command(
         for name, n in summary.rows.items():
             typer.echo(f"  {name:<20}{n:>10,}")
         typer.echo(f"  dropouts by presentation: {summary.dropouts_by_presentation}")
+
+    run_guarded(body)
+
+
+export_app = typer.Typer(help="Write data out of Baoxue for others.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("research")
+def export_research_command(
+    export_dir: Annotated[Path, typer.Argument(help="Export folder (the county's tables).")],
+    out: Annotated[Path, typer.Argument(help="Folder to write (must not exist yet).")],
+    date_from: Annotated[
+        datetime | None,
+        typer.Option("--from", formats=["%Y-%m-%d"], help="First as_of (default: the first)."),
+    ] = None,
+    date_to: Annotated[
+        datetime | None,
+        typer.Option("--to", formats=["%Y-%m-%d"], help="Last as_of (default: the last)."),
+    ] = None,
+    horizon: Annotated[
+        int | None, typer.Option("--horizon", min=7, max=730, help="Label horizon in days.")
+    ] = None,
+) -> None:
+    """Training rows with teacher feedback and interventions, pseudonymised, for research.
+
+    Writes Parquet files (training_rows, feedback, interventions), manifest.json and a
+    README into OUT: the weekly as-of snapshots and labels the trainer uses, with the
+    feedback and interventions of the service database for those pupils. Pupil and user
+    ids are replaced by keyed hashes with a fresh random salt (never written); notes,
+    comments and plans are left out. Run it on the server; see docs/research-export.md.
+    """
+    import secrets
+
+    from serving.services.research_export import (
+        read_feedback,
+        read_interventions,
+        write_research_export,
+    )
+    from serving.storage.db import init_db, make_engine, session_factory
+    from training.feedback import research_tables
+    from training.pipeline import observable_as_ofs
+
+    settings = _settings()
+
+    def body() -> None:
+        if out.exists():
+            raise CommandFailed(f"{out} exists already; give a new folder for the export")
+        config = _training_config(settings, None, horizon_days=horizon)
+        with step(f"reading and validating {export_dir}"):
+            tables = _load(export_dir)
+        as_ofs = observable_as_ofs(
+            tables,
+            config,
+            start=date_from.date() if date_from else None,
+            end=date_to.date() if date_to else None,
+        )
+        if not as_ofs:
+            raise CommandFailed(
+                f"no weekly as_of in the window has an observable {config.horizon_days}-day "
+                "outcome in this export"
+            )
+        init_db(settings.database_url)
+        engine = make_engine(settings.database_url)
+        try:
+            with session_factory(engine)() as session:
+                feedback, interventions = read_feedback(session), read_interventions(session)
+        finally:
+            engine.dispose()
+        with step(f"building {len(as_ofs)} weekly as_ofs, {as_ofs[0]} .. {as_ofs[-1]}"):
+            result = research_tables(
+                tables,
+                as_ofs=as_ofs,
+                horizon=config.horizon,
+                feedback=feedback,
+                interventions=interventions,
+                salt=secrets.token_bytes(32),
+            )
+        try:
+            write_research_export(out, result.frames, result.manifest)
+        except FileExistsError as exc:
+            raise CommandFailed(str(exc)) from exc
+        typer.echo(f"wrote {out}")
+        for name, n in result.manifest["rows"].items():
+            typer.echo(f"  {name:<16}{n:>10,} rows")
+        typer.echo(
+            f"  {result.manifest['n_students']:,} pupils, {result.manifest['n_positive']} "
+            f"dropouts, {result.manifest['n_visit_led_returns']} visit-led returns"
+        )
 
     run_guarded(body)
 
