@@ -301,9 +301,72 @@ STRINGS: dict[str, tuple[str, str]] = {
     "exam_monthly": ("月考", "monthly test"),
     "exam_midterm": ("期中", "midterm"),
     "exam_final": ("期末", "final"),
+    # the upload page
+    "upload_link": ("上传本周数据", "Upload this week's data"),
+    "upload_title": ("上传本周导出数据", "Upload this week's export"),
+    "upload_school": (
+        "学校 {s}：上传的文件替换本校在数据文件夹中的部分",
+        "School {s}: the files replace your school's part of the data folder",
+    ),
+    "upload_form_title": ("选择文件", "Choose files"),
+    "upload_lead": (
+        "CSV 或 XLSX，每张表一个文件，按数据规范的列名；"
+        "每个文件不超过 {mb} MB。只能包含本校的记录。",
+        "CSV or XLSX, one file per table with the contract's columns; "
+        "at most {mb} MB a file. Only your school's records.",
+    ),
+    "upload_tables": ("文件名即表名：", "Name each file after its table: "),
+    "upload_files": ("导出文件", "Export files"),
+    "upload_button": ("上传并检查", "Upload and check"),
+    "upload_accepted": ("已接受：本校数据已替换", "Accepted: your school's data was replaced"),
+    "upload_rows": ("本校 {n} 行", "{n} rows of your school"),
+    "upload_next_run": (
+        "下一次每周评估会使用这些数据。",
+        "The next weekly run uses these files.",
+    ),
+    "upload_rejected": ("未接受：发现 {n} 处问题", "Not accepted: {n} problems found"),
+    "upload_nothing_changed": (
+        "数据文件夹没有任何改动。请改正下列问题后重新上传。",
+        "Nothing in the data folder was changed. Fix these and upload again.",
+    ),
+    "upload_more": ("……另有 {n} 处同类问题", "... and {n} more of this kind"),
+    "upload_forbidden": (
+        "只有学校管理员（校长账号）可以上传本校数据。",
+        "Only a school's administrator (the principal's account) can upload its data.",
+    ),
+    "col_file": ("文件", "File"),
+    "col_row": ("行", "Row"),
+    "col_column": ("列", "Column"),
+    "col_found": ("内容", "Found"),
+    "col_expected": ("应为", "Expected"),
+    "rule_too_large": ("文件太大", "File too large"),
+    "rule_unknown_file": ("文件名不是数据规范中的表", "File name is not a table"),
+    "rule_duplicate_file": ("同一张表上传了两次", "One table uploaded twice"),
+    "rule_bad_xlsx": ("不是可读取的 XLSX 文件", "Not a readable XLSX workbook"),
+    "rule_other_school": ("包含其他学校的记录", "Rows of another school"),
+    "rule_missing_file": ("缺少必需的文件", "Required file missing"),
+    "rule_empty_file": ("文件为空", "Empty file"),
+    "rule_encoding": ("文件编码不是 UTF-8 或 GBK", "File is not UTF-8 or GBK text"),
+    "rule_bad_csv": ("CSV 文件无法解析", "CSV file cannot be parsed"),
+    "rule_missing_column": ("缺少必需的列", "Required column missing"),
+    "rule_no_rows": ("表中没有数据行", "Table has no rows"),
+    "rule_missing_value": ("必填单元格为空", "Empty cell in a required column"),
+    "rule_bad_date": ("不是日期", "Not a date"),
+    "rule_bad_number": ("不是数字", "Not a number"),
+    "rule_bad_boolean": ("不是 true/false", "Not true/false"),
+    "rule_unknown_value": ("不在允许的取值中", "Value not in the allowed list"),
+    "rule_out_of_range": ("超出范围", "Value out of range"),
+    "rule_duplicate_key": ("重复的记录", "Duplicate key"),
+    "rule_foreign_key": ("未知的编号", "Unknown id"),
+    "rule_start_after_end": ("入学开始日期晚于结束日期", "Enrolment starts after it ends"),
+    "rule_overlapping_enrolment": ("学籍记录时间重叠", "Overlapping enrolment rows"),
+    "rule_not_enrolled": ("考勤日期不在学籍期间", "Attendance outside every enrolment"),
+    "rule_not_school_day": ("考勤日期不是上学日", "Attendance on a day that is not a school day"),
+    "rule_score_above_max": ("分数高于满分", "Score above max_score"),
 }
 
 SUBJECT_KEYS = frozenset(k for k in STRINGS if k.startswith("subject_"))
+RULE_KEYS = frozenset(k for k in STRINGS if k.startswith("rule_"))
 
 
 def translate(lang: str) -> Callable[..., str]:

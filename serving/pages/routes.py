@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
@@ -24,7 +24,7 @@ from serving.api.errors import TooManyAttempts
 from serving.audit import record_access
 from serving.auth import AuthError, Forbidden, InvalidCredentials, NotYourStudent, Viewer
 from serving.pages import views
-from serving.pages.i18n import SUBJECT_KEYS, translate
+from serving.pages.i18n import RULE_KEYS, SUBJECT_KEYS, translate
 from serving.pages.session import (
     LoginRequired,
     PageSession,
@@ -37,7 +37,7 @@ from serving.pages.session import (
     safe_next,
     write_session,
 )
-from serving.services import cases, students
+from serving.services import cases, students, uploads
 from serving.services.scoring import StudentNotFound
 from serving.services.users import authenticate, get_viewer
 from serving.services.weekly_lists import ListNotFound
@@ -395,6 +395,80 @@ def add_feedback(
     except (AuthError, StudentNotFound) as error:
         return _refusal(request, error, viewer)
     return RedirectResponse(f"/students/{student_id}?saved=feedback#feedback", status_code=303)
+
+
+# -- the school's upload of its weekly export files --------------------------------------
+
+UPLOAD_PER_RULE = 20
+
+
+def _may_upload(viewer: Viewer) -> bool:
+    """Only a school's administrator (the principal's account), for their own school."""
+    return viewer.role == "school_admin" and bool(viewer.school_id)
+
+
+def _upload_response(
+    request: Request,
+    viewer: Viewer,
+    result: uploads.UploadResult | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    settings = request.app.state.settings
+    groups = uploads.grouped(result.error, UPLOAD_PER_RULE) if result and result.error else []
+    return render(
+        request,
+        "upload.html",
+        {
+            "result": result,
+            "groups": groups,
+            "per_rule": UPLOAD_PER_RULE,
+            "max_mb": settings.serving.upload_max_mb,
+            "tables": uploads.ALL_TABLES,
+            "rule_heading": uploads.rule_heading,
+            "rule_keys": RULE_KEYS,
+        },
+        status_code=status_code,
+        viewer=viewer,
+    )
+
+
+@router.get("/upload", response_class=HTMLResponse)
+def upload_page(request: Request, session: SessionDep, viewer: PageViewer) -> Response:
+    """The form where a school admin uploads the week's export files of their school."""
+    if not _may_upload(viewer):
+        record_access(session, viewer, None, "GET /upload -> refused", viewer.school_id)
+        return error_page(request, 403, "forbidden_title", "upload_forbidden", viewer)
+    record_access(session, viewer, None, "GET /upload", viewer.school_id)
+    return _upload_response(request, viewer)
+
+
+@router.post("/upload", response_class=HTMLResponse)
+def upload(
+    request: Request,
+    session: SessionDep,
+    viewer: PageViewer,
+    csrf_token: Annotated[str, Form(max_length=128)] = "",
+    files: Annotated[list[UploadFile] | None, File()] = None,
+) -> Response:
+    """Check the files as part of the data folder; replace the school's rows or show why
+    not (every violation by file, row and column). Audited without student ids."""
+    check_csrf(read_session(request), csrf_token)
+    if not _may_upload(viewer):
+        record_access(session, viewer, None, "POST /upload -> refused", viewer.school_id)
+        return error_page(request, 403, "forbidden_title", "upload_forbidden", viewer)
+    settings = request.app.state.settings
+    max_bytes = settings.serving.upload_max_mb * 1_000_000
+    sent = [
+        uploads.UploadedFile(f.filename or "", f.file.read(max_bytes + 1))
+        for f in files or []
+        if f.filename
+    ]
+    result = uploads.apply_upload(
+        settings.paths.data, viewer.school_id or "", sent, max_bytes=max_bytes
+    )
+    outcome = "accepted" if result.accepted else "rejected"
+    record_access(session, viewer, None, f"POST /upload -> {outcome}", viewer.school_id)
+    return _upload_response(request, viewer, result, 200 if result.accepted else 422)
 
 
 # -- cases (包保责任人, 一生一策, 销号) ---------------------------------------------------

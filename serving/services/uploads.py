@@ -360,9 +360,9 @@ def _apply(
             frame[column],
             f"rows of school {school_id} only (upload other schools' rows from their account)",
         )
-        if finding is not None:
+        if finding is not None:  # reported; the rest of the file is still checked
             findings.append(finding)
-            continue
+            frame = frame[~other.fillna(False).astype(bool)]
         existing = raw[table]
         target = paths[table] or data_dir / f"{table}.csv"
         if existing is None:
@@ -390,8 +390,6 @@ def _apply(
         tables.append(
             _Table(table, file, target, kept.index.to_numpy(), frame.index.to_numpy(), merged)
         )
-    if findings:
-        return _rejected(school_id, findings)
 
     # the folder after the replacement, checked as `baoxue validate` checks it
     candidate = dict(raw)
@@ -402,7 +400,19 @@ def _apply(
     try:
         validated = validate_raw(candidate, candidate_names)
     except InputTableError as error:
-        return UploadResult(school_id, False, error=_to_upload_rows(error, tables))
+        found = _to_upload_rows(error, tables)
+        if findings:  # rows of another school first, then the contract's rules
+            other = to_error(findings)
+            found = InputTableError(
+                other.violations + found.violations,
+                {
+                    r: other.omitted.get(r, 0) + found.omitted.get(r, 0)
+                    for r in {*other.omitted, *found.omitted}
+                },
+            )
+        return UploadResult(school_id, False, error=found)
+    if findings:
+        return _rejected(school_id, findings)
     warnings += validated.warnings
 
     _write_atomically(tables)
@@ -418,12 +428,12 @@ def _to_upload_rows(error: InputTableError, tables: list[_Table]) -> InputTableE
     out: list[Violation] = []
     for v in error.violations:
         t = by_file.get(v.file)
-        if t is None or v.row is None:
-            out.append(
-                v
-                if t is None
-                else Violation(v.rule, t.upload_file, None, v.column, v.value, v.expected)
-            )
+        if t is None:  # a table the upload did not replace
+            file = f"{v.file} (data folder)"
+            out.append(Violation(v.rule, file, v.row, v.column, v.value, v.expected))
+            continue
+        if v.row is None:
+            out.append(Violation(v.rule, t.upload_file, None, v.column, v.value, v.expected))
             continue
         position = v.row - 2
         if position >= len(t.kept):
@@ -483,6 +493,7 @@ def _contract_rules() -> tuple[str, ...]:
 
 
 __all__ = [
+    "ALL_TABLES",
     "MAX_LISTED",
     "UploadResult",
     "UploadedFile",
