@@ -218,3 +218,69 @@ def test_county_admin_closes_a_case_from_the_roster(browser, server, shots, tmp_
     assert "已返校" in row and "county_admin" in row
     assert not errors, errors
     context.close()
+
+
+def test_student_page_calendar_and_trend_read_on_a_phone(browser, server, shots, tmp_path):
+    context = browser.new_context(viewport=PHONE, locale="zh-CN", is_mobile=True)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    log_in(page, server, "teacher_c1")
+    page.goto(f"{server}/students/STU-A01")
+    assert page.locator(".month").count() == 7
+    assert page.locator("td.day-unexcused").count() == 3
+    red = page.locator("td.day-unexcused").first.evaluate(
+        "e => getComputedStyle(e).backgroundColor"
+    )
+    assert red == "rgb(198, 40, 40)"
+    assert page.locator(".trend-chart").count() == 3
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    page.locator("#cal-h").scroll_into_view_if_needed()
+    shot = tmp_path / "student-calendar-phone.png"
+    page.screenshot(path=str(shot))
+    shots.append(shot)
+    assert not errors, errors
+    context.close()
+
+
+def test_principal_dashboard_and_an_upload_rejected_then_accepted(browser, server, shots, tmp_path):
+    context = browser.new_context(viewport=DESKTOP, locale="zh-CN")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    log_in(page, server, "principal_a")
+    assert page.locator("h1").inner_text() == "全校概况"
+    shot = tmp_path / "principal-dashboard.png"
+    page.screenshot(path=str(shot), full_page=True)
+    shots.append(shot)
+
+    page.click("a.upload-link")
+    page.wait_for_url(f"{server}/upload")
+    bad = b"student_id,date,status\nSTU-A03,2024-03-04,late\nSTU-A04,2024-03-05,sick\n"
+    page.set_input_files(
+        "input[name=files]", {"name": "attendance.csv", "mimeType": "text/csv", "buffer": bad}
+    )
+    page.click(".upload-form button[type=submit]")
+    page.wait_for_selector(".rejected")
+    row = page.locator("tr.violation").first
+    assert row.locator(".v-file").inner_text() == "attendance.csv"
+    assert row.locator(".v-row").inner_text() == "3"
+    assert row.locator(".v-column").inner_text() == "status"
+    assert "不在允许的取值中" in page.locator(".rejected").inner_text()
+    shot = tmp_path / "upload-rejected.png"
+    page.screenshot(path=str(shot), full_page=True)
+    shots.append(shot)
+
+    good = b"student_id,date,status\nSTU-A03,2024-03-04,late\n"
+    page.set_input_files(
+        "input[name=files]", {"name": "attendance.csv", "mimeType": "text/csv", "buffer": good}
+    )
+    page.click(".upload-form button[type=submit]")
+    page.wait_for_selector(".accepted")
+    assert "已接受" in page.locator(".accepted h2").inner_text()
+    shot = tmp_path / "upload-accepted.png"
+    page.screenshot(path=str(shot), full_page=True)
+    shots.append(shot)
+    # the rejected upload answers 422 on purpose; anything else is a CSP or script error
+    assert not [e for e in errors if "status of 422" not in e], errors
+    context.close()
