@@ -19,7 +19,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 
 from features.tables import INTERVENTION_KINDS, OUTCOMES, ROLES
-from serving.api.deps import Auditor, SessionDep, get_sessions
+from serving.api.deps import Auditor, SessionDep, get_sessions, get_settings
 from serving.api.errors import TooManyAttempts
 from serving.audit import record_access
 from serving.auth import AuthError, Forbidden, InvalidCredentials, NotYourStudent, Viewer
@@ -201,6 +201,7 @@ def home(request: Request, session: SessionDep, viewer: PageViewer) -> Response:
     now = utcnow()
     if viewer.role in ("teacher", "school_admin", "county_admin"):
         cases.sync_cases(session, None, now)
+        students.warm_export_index(request.app.state.settings.paths.data)
     if viewer.role == "teacher":
         record_access(session, viewer, None, "GET / (week)", viewer.school_id)
         try:
@@ -221,7 +222,8 @@ def home(request: Request, session: SessionDep, viewer: PageViewer) -> Response:
     if viewer.role == "county_admin":
         record_access(session, viewer, None, "GET / (county)", None)
         try:
-            county = views.county_dashboard(session, viewer, now)
+            data_dir = get_settings(request).paths.data
+            county = views.county_dashboard(session, viewer, now, data_dir=data_dir)
         except ListNotFound:
             county = None
         return render(request, "county.html", {"county": county, "now": now}, viewer=viewer)

@@ -292,7 +292,8 @@ class _ExportIndex:
     grades: _ByStudent
 
 
-_cache_lock = threading.Lock()
+_cache_lock = threading.Lock()  # guards _cache and _warming (held briefly)
+_build_lock = threading.Lock()  # one index build at a time
 _cache: dict[str, tuple[tuple[object, ...], _ExportIndex | None]] = {}
 
 
@@ -303,7 +304,10 @@ def _export_key(data_dir: Path) -> tuple[object, ...] | None:
         path, _ = _locate(data_dir, name)
         if path is None:
             return None
-        stat = path.stat()
+        try:
+            stat = path.stat()
+        except OSError:  # replaced or removed just now
+            return None
         key.append((path.name, stat.st_size, stat.st_mtime_ns))
     return tuple(key)
 
@@ -366,11 +370,48 @@ def export_index(data_dir: Path) -> _ExportIndex | None:
     cache_key = str(data_dir.resolve())
     with _cache_lock:
         cached = _cache.get(cache_key)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    with _build_lock:  # one read at a time; a page waiting here finds it built
+        with _cache_lock:
+            cached = _cache.get(cache_key)
         if cached is not None and cached[0] == key:
             return cached[1]
         index = _build_index(data_dir)
-        _cache[cache_key] = (key, index)
+        with _cache_lock:
+            _cache[cache_key] = (key, index)  # one entry per folder: the old one is dropped
         return index
+
+
+_warming: set[str] = set()
+
+
+def warm_export_index(data_dir: Path) -> bool:
+    """Build the export index in a background thread unless it is current or being built
+    (a home page calls this, so the first student page does not wait for the read).
+    Returns whether a build was started."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        return False
+    key = _export_key(data_dir)
+    cache_key = str(data_dir.resolve())
+    with _cache_lock:
+        cached = _cache.get(cache_key)
+        if key is None or (cached is not None and cached[0] == key) or cache_key in _warming:
+            return False
+        _warming.add(cache_key)
+
+    def build() -> None:
+        try:
+            export_index(data_dir)
+        except Exception:  # a page view will build (and report) it again
+            logger.exception("building the export index in the background failed")
+        finally:
+            with _cache_lock:
+                _warming.discard(cache_key)
+
+    threading.Thread(target=build, name="baoxue-export-index", daemon=True).start()
+    return True
 
 
 def _day(value: object) -> dt.date:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import shutil
+import time
 
 from sqlalchemy import select
 
@@ -117,3 +118,16 @@ def test_the_case_is_overdue_after_its_due_time_until_something_is_recorded(clie
 
 def user_id(username, session) -> int:
     return session.scalar(select(User.id).where(User.username == username))
+
+
+def test_opening_the_home_page_reads_the_export_in_the_background(client, settings):
+    data = settings.paths.data
+    log_in(client, "teacher_c1")
+    client.get("/")
+    deadline = time.monotonic() + 20
+    while str(data.resolve()) not in students._cache:
+        assert time.monotonic() < deadline, "the export index was not built"
+        time.sleep(0.05)
+    index = students.export_index(data)
+    assert students.warm_export_index(data) is False  # current: nothing to do
+    assert students.export_index(data) is index
