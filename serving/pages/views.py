@@ -29,6 +29,7 @@ from pathlib import Path
 from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
+from features.feeds import FeedWarning
 from serving.auth import Viewer
 from serving.services import cases, students
 from serving.services.students import StudentRecord
@@ -534,6 +535,12 @@ class CountyDashboard:
     confirmed_ids: frozenset[int]
     trend: TrendChart | None
     overdue: tuple[cases.CaseView, ...]
+    # broken-feed warnings of the export (features.feeds), by school then check
+    feeds: tuple[FeedWarning, ...] = ()
+
+    @property
+    def feed_schools(self) -> frozenset[str]:
+        return frozenset(w.school_id for w in self.feeds)
 
 
 def high_tier_trend(session: Session, width: int = 640, height: int = 200) -> TrendChart | None:
@@ -562,16 +569,23 @@ def high_tier_trend(session: Session, width: int = 640, height: int = 200) -> Tr
     return TrendChart(width, height, bottom, tuple(bars), bar_width, path, top_count)
 
 
-def county_dashboard(session: Session, viewer: Viewer, now: dt.datetime) -> CountyDashboard:
+def county_dashboard(
+    session: Session, viewer: Viewer, now: dt.datetime, *, data_dir: Path | None = None
+) -> CountyDashboard:
     """Schools side by side, the dropout roster (辍学生花名册) and the weekly trend.
 
     The roster lists every case that reached ladder level 3 (suspected dropouts), open or
     closed (销号), newest first. `ListNotFound`-free: an empty county shows empty tables.
+    With `data_dir` (the export the weekly batch reads), schools whose feed looks broken
+    in the half year before the newest week get a warning (`serving.services.feeds`).
     """
+    from serving.services.feeds import county_feed_warnings
+
     viewer.require_role("county_admin")
     as_of = queries.latest_as_of(session)
     if as_of is None:
         raise ListNotFound("no weekly scores are stored yet")
+    feeds = county_feed_warnings(data_dir, as_of=as_of) if data_dir is not None else ()
     since = term_start(as_of)
     scores = queries.scores_for(session, as_of)
     every_case = cases.visible_cases(session, viewer, status=None)
@@ -610,6 +624,7 @@ def county_dashboard(session: Session, viewer: Viewer, now: dt.datetime) -> Coun
         confirmed_ids=confirmed,
         trend=high_tier_trend(session),
         overdue=tuple(cases.overdue(session, viewer, now)),
+        feeds=feeds,
     )
 
 
