@@ -36,7 +36,7 @@ from serving.settings import (
 )
 from serving.storage import queries
 from serving.storage.db import make_engine, migrate, session_factory
-from tests.serving.conftest import PostgresDatabases
+from tests.serving.conftest import BACKENDS, PostgresDatabases
 
 SECRET = "test-secret-key-for-the-api-tests-0123456789"
 PASSWORD = "correct horse battery"
@@ -173,6 +173,12 @@ def fill_api_database(url: str) -> dict[str, Viewer]:
     finally:
         engine.dispose()
     return viewers
+
+
+@pytest.fixture(params=BACKENDS)
+def db_backend(request: pytest.FixtureRequest) -> str:
+    """`sqlite` or `postgresql`: the API tests run on both (see `tests/serving/conftest.py`)."""
+    return str(request.param)
 
 
 @pytest.fixture(scope="session")
