@@ -390,7 +390,9 @@ def student_page(
     mine = [f for f in record.feedback if f.user_id == viewer.user_id]
     if record.current is not None:
         mine = [f for f in mine if f.as_of == record.current.as_of]
-    calendar, trends, found = None, (), False
+    calendar: AttendanceCalendar | None = None
+    trends: tuple[SubjectTrend, ...] = ()
+    found = False
     if data_dir is not None:
         until = record.current.as_of if record.current else (now or utcnow()).date()
         export = students.student_export(

@@ -284,8 +284,8 @@ def _apply(
                 Finding("too_large", name, None, f"{limit} {len(upload.data) / 1_000_000:.1f} MB")
             )
         elif table is None:
-            tables = ", ".join(ALL_TABLES)
-            expected = f"a .csv or .xlsx file named after its table ({tables})"
+            known = ", ".join(ALL_TABLES)
+            expected = f"a .csv or .xlsx file named after its table ({known})"
             findings.append(Finding("unknown_file", name, None, expected))
         elif table in chosen:
             expected = f"one file for table {table}; also got {chosen[table].filename}"
@@ -379,11 +379,11 @@ def _apply(
             if table not in SCHOOL_TABLES:
                 mine |= _owners(table, typed_existing, before) == school_id
             kept = existing[~mine.fillna(False).astype(bool)]
-        columns = [c for c in COLUMNS[table] if c in frame.columns or c in present]
+        order = [c for c in COLUMNS[table] if c in frame.columns or c in present]
         merged = pd.concat(
             [
-                kept.reindex(columns=columns, fill_value=""),
-                frame.reindex(columns=columns, fill_value=""),
+                kept.reindex(columns=order, fill_value=""),
+                frame.reindex(columns=order, fill_value=""),
             ],
             ignore_index=True,
         ).fillna("")

@@ -147,3 +147,38 @@ def test_garbage_files_get_a_message_not_a_traceback(data):
         "grades.csv",
     )
     assert snapshot(data) == before
+
+
+def test_a_parquet_table_in_the_folder_stays_parquet(data):
+    frame = pd.read_csv(data / "attendance.csv", dtype=str)
+    frame["date"] = pd.to_datetime(frame["date"])
+    frame.to_parquet(data / "attendance.parquet", index=False)
+    (data / "attendance.csv").unlink()
+    upload = csv(["STU-A03,2024-03-04,late"])
+    result = apply_upload(data, "SCH-A", [UploadedFile("attendance.csv", upload)], max_bytes=LIMIT)
+    assert result.accepted, result.error
+    assert not (data / "attendance.csv").exists()
+    rows = load_export(data).tables.attendance
+    assert sorted(rows["student_id"]) == ["STU-A03", "STU-B01"]
+    assert set(rows["date"].dt.date) == {dt.date(2024, 3, 4)}
+
+
+def test_a_new_pupil_comes_with_the_students_and_enrolments_files(data):
+    students = pd.read_csv(data / "students.csv", dtype=str, keep_default_na=False)
+    enrolments = pd.read_csv(data / "enrolments.csv", dtype=str, keep_default_na=False)
+    mine = students[students["student_id"].str.startswith("STU-A")]
+    new = mine.iloc[[0]].assign(student_id="STU-A09")
+    enrolled = enrolments[enrolments["school_id"] == "SCH-A"]
+    moved_in = enrolled.iloc[[0]].assign(student_id="STU-A09")
+    files = [
+        UploadedFile("students.csv", pd.concat([mine, new]).to_csv(index=False).encode()),
+        UploadedFile(
+            "enrolments.csv", pd.concat([enrolled, moved_in]).to_csv(index=False).encode()
+        ),
+    ]
+    result = apply_upload(data, "SCH-A", files, max_bytes=LIMIT)
+    assert result.accepted, result.error
+    assert result.tables == {"students": 9, "enrolments": 9}
+    tables = load_export(data).tables
+    assert len(tables.students) == 11 and "STU-A09" in set(tables.students["student_id"])
+    assert (tables.enrolments["school_id"] == "SCH-B").sum() == 2
