@@ -334,6 +334,10 @@ STRINGS: dict[str, tuple[str, str]] = {
         "只有学校管理员（校长账号）可以上传本校数据。",
         "Only a school's administrator (the principal's account) can upload its data.",
     ),
+    "upload_too_big": (
+        "上传的文件太大，超过了大小限制。请分表上传，每个文件不超过上传页所写的大小。",
+        "The upload is too large. Upload one file per table, each within the size the page gives.",
+    ),
     "col_file": ("文件", "File"),
     "col_row": ("行", "Row"),
     "col_column": ("列", "Column"),

@@ -37,6 +37,8 @@ def test_the_principal_finds_the_upload_page_from_the_dashboard(client):
     assert 'enctype="multipart/form-data"' in page.text and 'name="files"' in page.text
     assert "每个文件不超过 50 MB" in page.text
     assert audit_rows(client)[-1].action == "GET /upload"
+    english = client.get("/upload?lang=en").text
+    assert "Upload this week&#39;s export" in english and "at most 50 MB a file" in english
 
 
 def test_teachers_and_the_county_get_the_refusal_page_audited(client):
@@ -105,3 +107,15 @@ def test_too_many_failed_logins_show_the_lockout_page(client):
     assert re.search(r"登录失败次数过多，请 \d+ 秒后再试。", locked.text)
     assert '<form method="post" action="/login"' in locked.text
     assert client.get("/", follow_redirects=False).status_code == 303  # still logged out
+
+
+def test_a_body_over_every_tables_limit_is_refused_before_it_is_parsed(settings):
+    settings.serving.upload_max_mb = 1
+    before = folder_bytes(settings)
+    with TestClient(create_app(settings)) as client:
+        log_in(client, "principal_a")
+        csrf = csrf_of(client.get("/upload").text)
+        huge = b"x" * 10_500_000
+        page = post_files(client, [("files", ("attendance.csv", huge, "text/csv"))], csrf=csrf)
+        assert page.status_code == 413 and "上传的文件太大" in page.text
+    assert folder_bytes(settings) == before
