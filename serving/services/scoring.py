@@ -207,15 +207,20 @@ def score_snapshot(
     )
     escalation = _column(snapshot, "escalation_level")
     runs = _column(snapshot, "unexcused_run")
+    # ladder_alert is None unless the level or the run is at least 1 (NaN counts as 0):
+    # ask it only for those, a few percent of a county.
+    alerted = (np.nan_to_num(escalation) >= 1) | (np.nan_to_num(runs) >= 1)
     as_ofs = pd.to_datetime(snapshot["as_of"]).dt.date.tolist()
+    grades = np.where(np.isfinite(grade_levels), grade_levels, 0).astype(np.int64).tolist()
     out: list[ScoredStudent] = []
+    # Plain lists: iterating Arrow-backed string columns costs ~25 us a value.
     for i, (student_id, school_id, class_id, risk, margin) in enumerate(
         zip(
-            snapshot["student_id"].astype(str),
-            snapshot["school_id"].astype(str),
-            snapshot["class_id"].astype(str),
-            scored["risk_score"].to_numpy(dtype=np.float64),
-            scored["margin"].to_numpy(dtype=np.float64),
+            snapshot["student_id"].astype(str).tolist(),
+            snapshot["school_id"].astype(str).tolist(),
+            snapshot["class_id"].astype(str).tolist(),
+            scored["risk_score"].to_numpy(dtype=np.float64).tolist(),
+            scored["margin"].to_numpy(dtype=np.float64).tolist(),
             strict=True,
         )
     ):
@@ -226,13 +231,13 @@ def score_snapshot(
                 as_of=as_ofs[i],
                 school_id=school_id,
                 class_id=class_id,
-                grade_level=int(grade_levels[i]) if np.isfinite(grade_levels[i]) else 0,
-                risk_score=float(risk),
-                margin=float(margin),
+                grade_level=grades[i],
+                risk_score=risk,
+                margin=margin,
                 base_value=extra.base_value if extra else base_value,
                 reasons=extra.reasons if extra else (),
                 actions=extra.actions if extra else (),
-                ladder=ladder_alert(escalation[i], runs[i]),
+                ladder=ladder_alert(escalation[i], runs[i]) if alerted[i] else None,
                 model_version=loaded.version,
                 contributions=extra.contributions if extra else {},
             )
