@@ -345,8 +345,10 @@ def _build_index(data_dir: Path) -> _ExportIndex | None:
         enrolments=_ByStudent.of(
             frames["enrolments"][["student_id", "school_id", "start_date", "end_date"]]
         ),
-        attendance=_ByStudent.of(frames["attendance"][["student_id", "date", "status"]]),
-        grades=_ByStudent.of(frames["grades"]),
+        attendance=_ByStudent.of(
+            frames["attendance"][["student_id", "date", "status"]].astype({"status": "category"})
+        ),
+        grades=_ByStudent.of(frames["grades"].astype({"exam": "category", "subject": "category"})),
     )
     logger.info(
         "indexed export %s for the pages: %d attendance and %d grade rows in %.1f s",
