@@ -95,6 +95,9 @@ class AccessEntry:
     """What the audit row will say; a route may fill in the school once it is known."""
 
     school_id: str | None = None
+    # Students a refused request asked about when it names several (`POST /v1/score`):
+    # each gets its own refusal row, so an audit by student finds the attempt.
+    attempted: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -129,7 +132,8 @@ class Auditor:
             code = getattr(exc, "code", type(exc).__name__)
             self.session.rollback()
             with self.sessions.begin() as own:
-                self._write(own, student_id, entry.school_id, f"{self.action} -> {code}")
+                for attempted in entry.attempted or [student_id]:
+                    self._write(own, attempted, entry.school_id, f"{self.action} -> {code}")
             raise
         if on_success:
             self._write(self.session, student_id, entry.school_id, self.action)

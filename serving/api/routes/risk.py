@@ -8,7 +8,8 @@ here equals the batch's for the same records and as_of.
 Scope: county_admin may score anyone; school_admin only students whose current school
 is theirs; teacher only students in their classes; researcher nobody (403). When any
 scored student is outside the viewer's scope the whole request is refused (403) and
-nothing is returned. Each scored student gets an audit row; a refusal gets one too.
+nothing is returned. Each scored student gets an audit row; a refusal gets one per student
+of the posted `students` table (one without a student when it has none).
 Tiers follow the weekly lists' capacity rule among the students scored, so they are
 given only when every enrolled student in the records was scored (no `student_ids`).
 """
@@ -37,6 +38,7 @@ from serving.services.students import check_individual_access
 from serving.services.weekly_lists import assign_tiers, school_capacity
 
 router = APIRouter(prefix="/v1", tags=["scoring"])
+AUDITED_MAX = 10_000  # refused students named in the audit, per request
 
 
 def records_to_tables(tables: ScoreTablesIn) -> RawTables:
@@ -51,6 +53,17 @@ def records_to_tables(tables: ScoreTablesIn) -> RawTables:
         else:
             raw[name] = None
     return validate_raw(raw, {name: name for name in ALL_TABLES}).tables
+
+
+def posted_students(tables: ScoreTablesIn, limit: int = AUDITED_MAX) -> list[str]:
+    """The distinct student ids of the posted `students` rows (at most `limit`), for the
+    audit rows of a refused request."""
+    ids = dict.fromkeys(
+        str(row["student_id"])[:64]
+        for row in tables.students
+        if isinstance(row.get("student_id"), str | int) and str(row["student_id"])
+    )
+    return list(ids)[:limit]
 
 
 def check_scope(viewer: Viewer, scored: list[ScoredStudent]) -> None:
@@ -112,7 +125,8 @@ def score(
     body: ScoreIn, viewer: ViewerDep, model: ModelDep, auditor: AuditDep, settings: SettingsDep
 ) -> ScoreOut:
     """Risk score, tier, reasons (zh/en), actions and ladder alert for each student."""
-    with auditor.access(None, viewer.school_id, on_success=False):
+    with auditor.access(None, viewer.school_id, on_success=False) as entry:
+        entry.attempted = posted_students(body.tables)
         check_individual_access(viewer)
         tables = records_to_tables(body.tables)
         scored = score_records(model, tables, as_of=body.as_of, student_ids=body.student_ids)
