@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import (
@@ -66,6 +66,22 @@ class TrainingSettings(BaseModel):
     seed: int = 20261123
 
 
+class ComputeSettings(BaseModel):
+    """Where features, training and the weekly batch compute (docs/dask.md).
+
+    ``pandas`` (default): in this process. ``dask``: the export is split into Parquet
+    partitions of `schools_per_partition` schools under `partitions_dir` (default
+    home/partitions) and each partition is a task on the Dask scheduler at `scheduler`
+    (e.g. ``tcp://10.0.0.5:8786``; unset: a local cluster of `local_workers` processes).
+    """
+
+    backend: Literal["pandas", "dask"] = "pandas"
+    scheduler: str | None = None
+    local_workers: int = Field(default=2, ge=1, le=256)
+    schools_per_partition: int = Field(default=4, ge=1, le=10_000)
+    partitions_dir: Path | None = None
+
+
 class ServingSettings(BaseModel):
     """The web service and the weekly batch."""
 
@@ -100,6 +116,7 @@ class Settings(BaseSettings):
     mlflow: MlflowSettings = MlflowSettings()
     training: TrainingSettings = TrainingSettings()
     serving: ServingSettings = ServingSettings()
+    compute: ComputeSettings = ComputeSettings()
 
     @classmethod
     def settings_customise_sources(
