@@ -72,6 +72,8 @@ def _fail(message: str, code: int = 1) -> None:
 
 def run_guarded(fn: Callable[[], T]) -> T:
     """Run a command body, turning known failures into a message and exit code 1."""
+    from sqlalchemy.exc import OperationalError
+
     from features.validation import InputTableError
 
     try:
@@ -80,6 +82,12 @@ def run_guarded(fn: Callable[[], T]) -> T:
         if _state["debug"]:
             raise
         _fail(exc.report())
+    except OperationalError as exc:  # locked, read-only, full: a sentence, not the SQL
+        if _state["debug"]:
+            raise
+        from serving.storage.db import database_problem
+
+        _fail(f"error: {database_problem(exc)}")
     except (
         CommandFailed,
         FileNotFoundError,
@@ -861,12 +869,15 @@ def score(
     Stores the scores in the database and writes per-school and per-class lists as CSV
     (UTF-8 with BOM, opens in Excel and WPS) and XLSX under <home>/lists/<as_of>/. Ladder
     alerts (1/2/3 days absent) come first, then the ranked pupils. A run that fails leaves
-    last week's lists and scores as they were.
+    last week's lists and scores as they were. With compute.backend = "dask" the
+    export is split by school and scored on the Dask cluster (docs/dask.md).
     """
     from serving.registry import NoChampionModel
     from serving.services.weekly_lists import run_weekly_job
 
     settings = _settings()
+    if settings.compute.backend == "dask":
+        from serving.services.distributed_scoring import run_weekly_job_dask as run_weekly_job
 
     def body() -> None:
         day = as_of.date() if as_of else last_monday(date.today())

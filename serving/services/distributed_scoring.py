@@ -20,6 +20,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from serving.services.weekly_lists import (
     on_list,
     weekly_rows,
 )
+from serving.settings import ComputeSettings, Settings
 from serving.storage import queries
 from serving.storage.queries import WeeklyScoreIn
 
@@ -182,3 +184,56 @@ def run_weekly_dask(
         files=list(staged.files),
         seconds=seconds,
     )
+
+
+@contextmanager
+def dask_client(compute: ComputeSettings) -> Iterator[Any]:
+    """A client on `compute.scheduler`, or on a local cluster when no address is set."""
+    from distributed import Client, LocalCluster
+
+    if compute.scheduler:
+        with Client(compute.scheduler) as client:
+            yield client
+        return
+    with (
+        LocalCluster(
+            n_workers=compute.local_workers, threads_per_worker=1, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+def run_weekly_job_dask(
+    settings: Settings, *, export_dir: Path | None, as_of: dt.date, capacity: int | None
+) -> WeeklyRunResult:
+    """`baoxue score` with `compute.backend = "dask"`: split the export by school, build
+    the week's snapshot and score it on the cluster, store as `run_weekly_job` does."""
+    from features.distributed import build_snapshots_dask, partition_export
+    from serving.registry import ModelHolder
+    from serving.storage.db import init_db, make_engine, session_factory
+
+    compute = settings.compute
+    parts_dir = compute.partitions_dir or settings.paths.home / "partitions"
+    init_db(settings.database_url)
+    loaded = ModelHolder.from_settings(settings).load()
+    engine = make_engine(settings.database_url)
+    try:
+        with dask_client(compute):
+            partitions = partition_export(
+                Path(export_dir) if export_dir else settings.paths.data,
+                parts_dir,
+                schools_per_partition=compute.schools_per_partition,
+            )
+            snapshots = build_snapshots_dask(parts_dir, partitions=partitions, as_ofs=[as_of])
+            return run_weekly_dask(
+                session_factory(engine),
+                loaded,
+                snapshots,
+                as_of=as_of,
+                capacity=capacity,
+                capacity_share=settings.training.capacity_share,
+                lists_dir=settings.paths.lists,
+            )
+    finally:
+        engine.dispose()
