@@ -995,10 +995,13 @@ def run_bench(
         for name in only:
             log(f"running {name} ...")
             started = time.perf_counter()
-            if name == "http":
-                rows = bench_http(wb, profiles, repeat, seconds=seconds)
-            else:
-                rows = RUNNERS[name](wb, profiles, repeat)
+            try:
+                if name == "http":
+                    rows = bench_http(wb, profiles, repeat, seconds=seconds)
+                else:
+                    rows = RUNNERS[name](wb, profiles, repeat)
+            except Exception as exc:  # noqa: BLE001 - one broken benchmark, not the table
+                rows = [_failed(name, "-", f"failed: {type(exc).__name__}: {exc}", "-")]
             report.rows.extend(rows)
             log(f"  {name} done in {time.perf_counter() - started:.1f} s")
         report.info = dict(wb.info)
