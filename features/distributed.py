@@ -128,12 +128,13 @@ def partition_export(
     numbers that own at least one student. `out_dir` is replaced. Reading a partition back
     validates it (`read_partition`); the whole export should pass `baoxue validate` first.
     """
+    import os
     import shutil
 
-    import dask
+    from dask.base import compute, persist
 
     export_dir, out_dir = Path(export_dir), Path(out_dir)
-    raw = {name: _read_table(export_dir, name) for name in ALL_TABLES}
+    raw: dict[str, Any] = {name: _read_table(export_dir, name) for name in ALL_TABLES}
     missing = [name for name in REQUIRED_TABLES if raw[name] is None]
     if missing:
         raise FileNotFoundError(f"{export_dir} lacks the table(s) {', '.join(missing)}")
@@ -177,11 +178,14 @@ def partition_export(
     ).drop_duplicates()
 
     # kept on the workers (never gathered), so each table's merge reuses them
-    owners, members, school_members = dask.persist(owners, members, school_members)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True)
-    writes = [owners.to_parquet(out_dir / OWNERS, partition_on=[PARTITION], compute=False)]
+    owners, members, school_members = persist(  # type: ignore[no-untyped-call]
+        owners, members, school_members
+    )
+    # written beside out_dir and swapped in at the end: a failed split leaves the old one
+    new_dir = out_dir.with_name(f".{out_dir.name}.new-{os.getpid()}")
+    shutil.rmtree(new_dir, ignore_errors=True)
+    new_dir.mkdir(parents=True)
+    writes = [owners.to_parquet(new_dir / OWNERS, partition_on=[PARTITION], compute=False)]
     for name, table in raw.items():
         if table is None:
             continue
@@ -193,10 +197,19 @@ def partition_export(
         )
         writes.append(
             keyed.merge(keys, on=on).to_parquet(
-                out_dir / name, partition_on=[PARTITION], write_index=False, compute=False
+                new_dir / name, partition_on=[PARTITION], write_index=False, compute=False
             )
         )
-    dask.compute(*writes)
+    try:
+        compute(*writes)  # type: ignore[no-untyped-call]
+    except BaseException:
+        shutil.rmtree(new_dir, ignore_errors=True)
+        raise
+    old_dir = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+    if out_dir.exists():
+        os.replace(out_dir, old_dir)
+    os.replace(new_dir, out_dir)
+    shutil.rmtree(old_dir, ignore_errors=True)
     partitions = sorted(int(p) for p in owners[PARTITION].unique().compute())
     logger.info(
         "split export into %d partitions of up to %d schools under %s",
@@ -245,12 +258,11 @@ def build_snapshots_dask(
     the rows of all of them, sorted the same way, equal `build_snapshots` on the whole
     export. Nothing is computed until the caller asks.
     """
-    import dask
+    from dask.delayed import delayed
 
     dd = _dd()
     tasks = [
-        dask.delayed(snapshot_partition)(Path(parts_dir), p, as_ofs=list(as_ofs))
-        for p in partitions
+        delayed(snapshot_partition)(Path(parts_dir), p, as_ofs=list(as_ofs)) for p in partitions
     ]
     if not tasks:
         raise ValueError("no partitions to build")

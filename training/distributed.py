@@ -75,13 +75,13 @@ def labelled_snapshots_dask(
     observed_until: dt.date,
 ) -> Any:
     """Labelled rows of every partition as a Dask DataFrame, one Dask partition each."""
-    import dask
     import dask.dataframe as dd
+    from dask.delayed import delayed
 
     if not partitions:
         raise ValueError("no partitions to label")
     tasks = [
-        dask.delayed(labelled_partition)(
+        delayed(labelled_partition)(
             Path(parts_dir),
             p,
             as_ofs=list(as_ofs),
