@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -197,3 +198,55 @@ def test_an_empty_window_is_a_clear_error(export_dir, home, tmp_path):
     )
     assert result.exit_code == 1 and "no weekly as_of" in result.output
     assert not out.exists()
+
+
+@pytest.mark.slow  # two evaluations of the session's champion (~30 s on 2 cores)
+def test_evaluate_with_interventions_reads_the_service_database(
+    small_export, small_county, trained, tmp_path, monkeypatch
+):
+    """`baoxue evaluate --with-interventions` on the session's champion: the visit recorded
+    in the service database joins the export's own interventions."""
+    result, store, _ = trained
+    week = result.split.test_as_ofs[0]
+    home = tmp_path / "home"
+    db = f"sqlite:///{tmp_path / 'baoxue.db'}"
+    for key, value in {
+        "BAOXUE_PATHS__HOME": str(home),
+        "BAOXUE_DB__URL": db,
+        "BAOXUE_MLFLOW__TRACKING_URI": store.tracking_uri,
+        "BAOXUE_MLFLOW__REGISTRY_URI": store.registry_uri,
+        "BAOXUE_MLFLOW__MODEL_NAME": store.model_name,
+    }.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    migrate(db)
+    pupil = small_county.enrolments.iloc[0]
+    engine = make_engine(db)
+    with session_factory(engine).begin() as session:
+        queries.add_intervention(
+            session,
+            queries.InterventionIn(
+                student_id=pupil["student_id"],
+                school_id=pupil["school_id"],
+                date=week + dt.timedelta(days=1),
+                kind="home_visit",
+                by_role="homeroom_teacher",
+                outcome="returned",
+                note=NOTE,
+            ),
+            recorded_by=None,
+        )
+    engine.dispose()
+    args = ["evaluate", str(small_export), "--from", str(week), "--to", str(week)]
+    try:
+        printed = runner.invoke(app, [*args, "--with-interventions"])
+    finally:
+        get_settings.cache_clear()
+    assert printed.exit_code == 0, printed.output
+    tail = printed.output[printed.output.index("with interventions (") :]
+    assert f"({len(small_county.interventions) + 1} recorded;" in tail
+    dropouts = re.search(r"dropouts only\s+([\d.]+)", tail)
+    with_visits = re.search(r"with visit-led returns\s+([\d.]+)", tail)
+    assert dropouts and with_visits and float(with_visits[1]) >= float(dropouts[1])
+    returns = re.search(r"(\d+) visit-led returns, (\d+) of them flagged", tail)
+    assert returns and int(returns[1]) >= 1
