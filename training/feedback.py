@@ -362,3 +362,59 @@ def research_tables(
         len(done),
     )
     return ResearchTables(frames=frames, manifest=manifest)
+
+
+# --------------------------------------------------------------------------- with MLflow
+
+
+def evaluate_registered_with_visits(
+    tables: RawTables,
+    config: Any,
+    *,
+    store: Any,
+    ref: str,
+    date_from: dt.date,
+    date_to: dt.date,
+    interventions: pd.DataFrame,
+) -> dict[str, Any]:
+    """`training.evaluate.evaluate_with_visits` of a registered model on the weekly as_ofs
+    of ``[date_from, date_to]`` whose outcome is observable, with the service's
+    `interventions` (and the export's own) deciding which rows are visit-led returns.
+
+    `config` is a `training.config.TrainingConfig`, `store` a `training.track.Store`; the
+    horizon is the model's own (its contract's), as in `baoxue evaluate`.
+    """
+    from training import track
+    from training.evaluate import evaluate_with_visits
+    from training.pipeline import observable_as_ofs
+
+    track.connect(store)
+    model, version = track.load_risk_model(store.model_name, ref)
+    assert model.contract is not None
+    config = config.model_copy(update={"horizon_days": model.contract.horizon_days})
+    as_ofs = [d for d in observable_as_ofs(tables, config) if date_from <= d <= date_to]
+    if not as_ofs:
+        raise ValueError(
+            f"no weekly as_of between {date_from} and {date_to} has an observable "
+            f"{config.horizon_days}-day outcome in this export"
+        )
+    rows = labelled_snapshots(
+        tables,
+        as_ofs=as_ofs,
+        horizon=config.horizon,
+        horizon_to_enrolment_end=config.horizon_to_enrolment_end,
+    )
+    model.contract.check(rows, catalog_version=CATALOG_VERSION)
+    done = combine_interventions(interventions, tables.interventions)
+    rows = attach_interventions(rows, done, tables.status_events, horizon=config.horizon)
+    rows["risk_score"] = model.risk_scores(rows)
+    result = evaluate_with_visits(rows, score="risk_score", capacity_share=config.capacity_share)
+    return {
+        "model": store.model_name,
+        "version": version,
+        "from": as_ofs[0].isoformat(),
+        "to": as_ofs[-1].isoformat(),
+        "horizon_days": config.horizon_days,
+        "n_interventions": len(done),
+        **result,
+    }
