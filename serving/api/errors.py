@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -26,6 +27,7 @@ from serving.registry import NoChampionModel
 from serving.services.scoring import StudentNotFound
 from serving.services.users import InvalidUser, UsernameTaken, UserNotFound
 from serving.services.weekly_lists import ListNotFound
+from serving.storage.db import database_problem
 from serving.storage.queries import RecordNotFound
 
 logger = logging.getLogger(__name__)
@@ -126,6 +128,13 @@ def _contract_mismatch(request: Request, exc: Exception) -> JSONResponse:
     return _json(422, "contract_mismatch", str(exc), "tables")
 
 
+def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """A locked, read-only or full database: 503 with a sentence, never the statement."""
+    route = getattr(request.scope.get("route"), "path", "?")
+    logger.warning("database unavailable in %s %s: %s", request.method, route, type(exc).__name__)
+    return _json(503, "database_unavailable", database_problem(exc), headers={"Retry-After": "30"})
+
+
 def _too_many(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, TooManyAttempts)
     return _json(
@@ -214,6 +223,7 @@ def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ContractMismatch, _contract_mismatch)
     app.add_exception_handler(TooManyAttempts, _too_many)
     app.add_exception_handler(NoChampionModel, _coded(503))
+    app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(StarletteHTTPException, _http_exception)
 

@@ -37,36 +37,59 @@ def _sqlite_in_memory(url: URL) -> bool:
     return database in ("", ":memory:") or database.startswith("file::memory:")
 
 
-def _set_sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
-    """Each new SQLite connection: foreign keys on, WAL journal, wait for locks."""
-    cursor = dbapi_connection.cursor()
+def _sqlite_pragmas(busy_timeout_s: float) -> Any:
+    def set_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+        """Each new SQLite connection: foreign keys on, WAL journal, wait for locks."""
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+            if _journal_mode(cursor) != "wal":  # a read-only file cannot switch; keep it
+                cursor.execute("PRAGMA journal_mode=WAL")  # in-memory answers "memory"
+            cursor.execute("PRAGMA synchronous=NORMAL")  # durable enough with WAL, faster
+        finally:
+            cursor.close()
+
+    return set_pragmas
+
+
+def _journal_mode(cursor: Any) -> str:
+    row = cursor.execute("PRAGMA journal_mode").fetchone()
+    return str(row[0]).lower() if row else ""
+
+
+def _busy_timeout(url: URL) -> float:
+    """Seconds to wait for another writer: the URL's `?timeout=` or the default."""
+    value = url.query.get("timeout")
+    if isinstance(value, tuple):
+        value = value[-1]
     try:
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
-        cursor.execute("PRAGMA journal_mode=WAL")  # in-memory databases answer "memory"
-        cursor.execute("PRAGMA synchronous=NORMAL")  # durable enough with WAL, much faster
-    finally:
-        cursor.close()
+        return float(value) if value is not None else SQLITE_BUSY_TIMEOUT_S
+    except ValueError as error:
+        raise ValueError(f"the database URL's timeout must be seconds, not {value!r}") from error
 
 
 def make_engine(url: str | URL, *, echo: bool = False) -> Engine:
     """An engine for `url`, with the SQLite settings the service needs when it is SQLite.
 
-    In-memory SQLite (`sqlite://`) gets a `StaticPool`, so every session of the engine
+    A SQLite URL may say how long to wait for another writer before giving up
+    (`sqlite:///var/baoxue.db?timeout=30`, seconds; default 10). In-memory SQLite
+    (`sqlite://`) gets a `StaticPool`, so every session of the engine
     sees the same database (tests). Other URLs get the dialect's defaults and
     `pool_pre_ping`, so a restarted PostgreSQL does not break the first request.
     """
     parsed = make_url(url)
     if not _is_sqlite(parsed):
         return create_engine(parsed, echo=echo, pool_pre_ping=True)
+    timeout = _busy_timeout(parsed)
     kwargs: dict[str, Any] = {
-        "connect_args": {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S},
+        "connect_args": {"check_same_thread": False, "timeout": timeout},
         "echo": echo,
     }
     if _sqlite_in_memory(parsed):
         kwargs["poolclass"] = StaticPool
-    engine = create_engine(parsed, **kwargs)
-    event.listen(engine, "connect", _set_sqlite_pragmas)
+    engine = create_engine(parsed.difference_update_query(["timeout"]), **kwargs)
+    event.listen(engine, "connect", _sqlite_pragmas(timeout))
     return engine
 
 
@@ -119,5 +142,33 @@ def init_db(url: str | URL) -> None:
     """Create the folder of a SQLite file if needed, then migrate to the newest schema."""
     parsed = make_url(url)
     if _is_sqlite(parsed) and not _sqlite_in_memory(parsed):
-        Path(parsed.database or "").expanduser().parent.mkdir(parents=True, exist_ok=True)
+        database = parsed.database or ""
+        if database.startswith("file:"):  # a URI filename (`?uri=true`), e.g. mode=ro
+            database = database.removeprefix("file:")
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     migrate(parsed)
+
+
+def database_problem(error: BaseException) -> str:
+    """A sentence for a database that cannot be used right now (locked, read-only, full,
+    unreachable), from the driver's own short message only: never the SQL statement or
+    its parameters, which may carry a student's data."""
+    orig = getattr(error, "orig", None) or error
+    detail = str(orig.args[0]) if getattr(orig, "args", None) else type(orig).__name__
+    lowered = detail.lower()
+    if "locked" in lowered or "busy" in lowered:
+        return (
+            "The database is busy: another job (probably the weekly batch) is writing to it. "
+            "Please try again in a minute."
+        )
+    if "readonly" in lowered or "read-only" in lowered or "read only" in lowered:
+        return (
+            "The database cannot be written: its file or folder is read-only. "
+            "Ask the administrator to check the permissions of the database file."
+        )
+    if "full" in lowered or "disk i/o" in lowered or "no space" in lowered:
+        return (
+            "The database cannot be written: the disk is full or failing. "
+            "Ask the administrator to free space; nothing was saved."
+        )
+    return f"The database cannot be reached right now ({detail[:200]}). Please try again later."

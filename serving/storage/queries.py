@@ -26,8 +26,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import os
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
@@ -255,6 +258,21 @@ class CaseEventRow(BaseModel):
 T = TypeVar("T")
 
 
+PAUSE_ENV = "BAOXUE_TEST_PAUSE_AT"
+
+
+def pause_point(name: str) -> None:
+    """A hook for the crash tests, off unless `BAOXUE_TEST_PAUSE_AT=<name>:<flag file>`:
+    then create the flag file and wait (up to two minutes) so a test can kill the process
+    at this point. It only pauses; nothing else changes."""
+    spec = os.environ.get(PAUSE_ENV, "")
+    point, _, flag = spec.partition(":")
+    if point != name or not flag:
+        return
+    Path(flag).touch()
+    time.sleep(120)
+
+
 def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
     iterator = iter(items)
     while chunk := list(islice(iterator, size)):
@@ -349,6 +367,7 @@ def save_weekly_scores(session: Session, run_id: int, rows: Iterable[WeeklyScore
         session.execute(insert(WeeklyScore), values)
         stored += len(values)
     session.flush()
+    pause_point("scores_written")
     logger.info(
         "score run %d: stored %d scores for %s, replacing %d",
         run_id,
