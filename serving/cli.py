@@ -74,8 +74,6 @@ def run_guarded(fn: Callable[[], T]) -> T:
     """Run a command body, turning known failures into a message and exit code 1."""
     from sqlalchemy.exc import OperationalError
 
-    from sqlalchemy.exc import OperationalError
-
     from features.validation import InputTableError
 
     try:
@@ -84,12 +82,6 @@ def run_guarded(fn: Callable[[], T]) -> T:
         if _state["debug"]:
             raise
         _fail(exc.report())
-    except OperationalError as exc:  # locked, read-only, full: a sentence, not the SQL
-        if _state["debug"]:
-            raise
-        from serving.storage.db import database_problem
-
-        _fail(f"error: {database_problem(exc)}")
     except OperationalError as exc:  # locked, read-only, full: a sentence, not the SQL
         if _state["debug"]:
             raise
