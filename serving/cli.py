@@ -889,8 +889,32 @@ def score(
         except NoChampionModel as exc:
             raise CommandFailed(str(exc)) from exc
         _print_weekly(result)
+        _purge(settings)  # retention runs with every weekly batch
 
     run_guarded(body)
+
+
+def _purge(settings: Settings) -> None:
+    from serving.services.retention import purge_database
+
+    done = purge_database(settings.database_url, today=date.today(), years=settings.retention.years)
+    typer.echo(
+        f"retention ({settings.retention.years} years, before {done.cutoff}): "
+        f"{done.notes_blanked} notes and {done.comments_blanked} comments blanked, "
+        f"{done.audit_removed} audit rows removed"
+    )
+
+
+retention_app = typer.Typer(help="Keep personal data no longer than needed.", no_args_is_help=True)
+app.add_typer(retention_app, name="retention")
+
+
+@retention_app.command("purge")
+def retention_purge() -> None:
+    """Blank visit notes and feedback comments and delete audit rows older than
+    retention.years (default 3; BAOXUE_RETENTION__YEARS). Also runs after `baoxue score`."""
+    settings = _settings()
+    run_guarded(lambda: _purge(settings))
 
 
 def _print_weekly(result: Any) -> None:

@@ -101,6 +101,12 @@ class ServingSettings(BaseModel):
         return value
 
 
+class RetentionSettings(BaseModel):
+    """How long free text about a child and the audit log are kept (PIPL)."""
+
+    years: int = Field(default=3, ge=1, le=30)  # notes, comments and audit rows older go
+
+
 class Settings(BaseSettings):
     """All of Baoxue's settings. Build one per process through `get_settings()`."""
 
@@ -117,6 +123,7 @@ class Settings(BaseSettings):
     training: TrainingSettings = TrainingSettings()
     serving: ServingSettings = ServingSettings()
     compute: ComputeSettings = ComputeSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     @classmethod
     def settings_customise_sources(
