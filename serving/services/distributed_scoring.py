@@ -55,6 +55,7 @@ ROW_COLUMNS = {
     "tier": "str",
     "escalation_level": "int64",
     "reasons": "object",
+    "explained": "bool",  # SHAP values computed (everyone a list shows); not stored
 }
 
 
@@ -68,8 +69,8 @@ def score_schools(
     """Score snapshot rows holding whole schools, as the weekly batch does.
 
     Returns one row per student with the fields of `WeeklyScoreIn` (``reasons`` a tuple
-    of `queries.Reason`), in snapshot order. Every school in `snapshot` must be in it
-    whole, since tiers and ranks are per school.
+    of `queries.Reason`) and ``explained`` (bool), in snapshot order. Every school in
+    `snapshot` must be in it whole, since tiers and ranks are per school.
     """
     if snapshot.empty:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in ROW_COLUMNS.items()})
@@ -83,7 +84,11 @@ def score_schools(
     }
     scored = score_snapshot(loaded, snapshot, explain=shown)
     rows = weekly_rows(scored, tiers, _ranks_in_school(scored))
-    frame = pd.DataFrame([dict(row) for row in rows], columns=list(ROW_COLUMNS))
+    explained = {s.student_id: s.explained for s in scored}
+    frame = pd.DataFrame(
+        [{**dict(row), "explained": explained[row.student_id]} for row in rows],
+        columns=list(ROW_COLUMNS),
+    )
     return frame.astype({c: t for c, t in ROW_COLUMNS.items() if t != "object"})
 
 
@@ -111,12 +116,14 @@ def score_week_dask(
     )
 
 
-def iter_weekly_rows(rows: Any) -> Iterator[WeeklyScoreIn]:
-    """The rows of `score_week_dask`, validated, computed one partition at a time."""
+def iter_weekly_rows(rows: Any) -> Iterator[tuple[WeeklyScoreIn, bool]]:
+    """The rows of `score_week_dask`, validated, each with whether it was explained;
+    computed one partition at a time."""
     for part in rows.to_delayed():
         frame: pd.DataFrame = part.compute()
         for record in frame.to_dict("records"):
-            yield WeeklyScoreIn.model_validate(record)
+            explained = bool(record.pop("explained"))
+            yield WeeklyScoreIn.model_validate(record), explained
 
 
 def run_weekly_dask(
@@ -144,10 +151,10 @@ def run_weekly_dask(
     counted = {"students": 0, "explained": 0}
     schools: set[str] = set()
 
-    def counting(items: Iterator[WeeklyScoreIn]) -> Iterator[WeeklyScoreIn]:
-        for item in items:
+    def counting(items: Iterator[tuple[WeeklyScoreIn, bool]]) -> Iterator[WeeklyScoreIn]:
+        for item, explained in items:
             counted["students"] += 1
-            counted["explained"] += bool(item.reasons)
+            counted["explained"] += explained
             schools.add(item.school_id)
             yield item
 
@@ -167,7 +174,7 @@ def run_weekly_dask(
     staged.finalize()
     seconds = time.perf_counter() - started
     logger.info(
-        "weekly run %d for %s on Dask: %d students, %d with reasons, %d schools in %.1f s",
+        "weekly run %d for %s on Dask: %d students, %d explained, %d schools in %.1f s",
         run.id,
         as_of,
         counted["students"],

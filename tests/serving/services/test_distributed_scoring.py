@@ -82,7 +82,11 @@ def expected(loaded: LoadedModel, county: PartitionedCounty) -> pd.DataFrame:
         loaded, county.tables, as_of=AS_OF, capacity=None, capacity_share=CAPACITY_SHARE
     )
     rows = weekly_rows(scored, tiers, _ranks_in_school(scored))
-    return pd.DataFrame([dict(r) for r in rows]).sort_values("student_id").reset_index(drop=True)
+    explained = [s.explained for s in scored]  # weekly_rows keeps the order of `scored`
+    frame = pd.DataFrame(
+        [{**dict(r), "explained": e} for r, e in zip(rows, explained, strict=True)]
+    )
+    return frame.sort_values("student_id").reset_index(drop=True)
 
 
 def _assert_same_rows(got: pd.DataFrame, expected: pd.DataFrame) -> None:
@@ -109,6 +113,7 @@ def test_dask_batch_rows_equal_the_in_memory_batch(
     assert len(expected) > 200 and (expected["tier"] == "high").sum() > 5
     assert sum(bool(r) for r in expected["reasons"]) > 5  # the shown pupils are explained
     _assert_same_rows(got, expected)
+    assert list(got["explained"]) == list(expected["explained"])
 
 
 def test_dask_weekly_run_stores_the_in_memory_rows_and_writes_lists(
@@ -139,7 +144,11 @@ def test_dask_weekly_run_stores_the_in_memory_rows_and_writes_lists(
         pd.DataFrame(
             [
                 {
-                    **{f: getattr(s, f) for f in expected.columns if f != "reasons"},
+                    **{
+                        f: getattr(s, f)
+                        for f in expected.columns
+                        if f not in ("reasons", "explained")
+                    },
                     "reasons": tuple(s.reasons),
                 }
                 for s in stored
@@ -150,6 +159,7 @@ def test_dask_weekly_run_stores_the_in_memory_rows_and_writes_lists(
     )
     _assert_same_rows(got, expected)
     assert result.n_students == len(expected)
+    assert result.n_explained == int(expected["explained"].sum())
     assert run is not None and run.id == result.run_id and run.n_students == len(expected)
     schools = sorted(expected["school_id"].unique())
     written = {p.name for p in result.files}
