@@ -3,7 +3,10 @@ temporary MLflow store. Built once per test session; tests must not modify them.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,64 @@ import pytest
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+
+# -- no personal data in any log line, over the whole test session ---------------------
+# Student ids of the synthetic county (S000123) and of the hand-made test data
+# (STU-A1, STU-A01, STU-4711), and the marker words of the test notes and comments.
+PERSONAL_IN_LOGS = re.compile(
+    r"\bS\d{6}\b|\bSTU-[A-Z]{0,3}-?\d+|NOTE-SECRET|COMMENT-SECRET|HOMEVISIT-NOTE"
+)
+# Test HTTP clients log request URLs (ids in paths); in production that client is a browser.
+LOG_CLIENTS = frozenset({"httpx", "httpcore"})
+
+
+class PersonalDataInLogs(logging.Handler):
+    """A root handler that keeps only the log lines naming a student or carrying a note.
+
+    Cheap: one regex per record, nothing stored for clean lines. STYLE §14 allows ids at
+    DEBUG in `training/` only.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.found: list[tuple[str, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        top = record.name.split(".", 1)[0]
+        if top in LOG_CLIENTS or (top == "training" and record.levelno <= logging.DEBUG):
+            return
+        try:
+            text = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken record is still scanned
+            text = f"{record.msg!r} {record.args!r}"
+        if record.exc_info and record.exc_info[1] is not None:
+            text += f" {record.exc_info[1]}"
+        if PERSONAL_IN_LOGS.search(text):
+            self.found.append((record.name, text[:300]))
+
+
+LOG_SCAN = PersonalDataInLogs()
+QUIET_LOGGERS = ("numba", "matplotlib", "PIL", "fsspec", "asyncio", "urllib3", "git", "h5py")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Scan every log record of the session, from DEBUG up, on the root logger."""
+    root = logging.getLogger()
+    root.addHandler(LOG_SCAN)
+    root.setLevel(logging.DEBUG)
+    for name in QUIET_LOGGERS:  # third-party chatter with no data of ours: keep it cheap
+        logging.getLogger(name).setLevel(logging.INFO)
+
+
+@pytest.fixture(autouse=True)
+def no_personal_data_in_logs() -> Iterator[None]:
+    """Fail the test whose code logged a student id, a note or a comment."""
+    start = len(LOG_SCAN.found)
+    yield
+    found = LOG_SCAN.found[start:]
+    if found:
+        pytest.fail(f"{len(found)} log line(s) carry personal data: {found[:3]}", pytrace=False)
+
 
 SMALL_STUDENTS = 2500
 SMALL_YEARS = 3
