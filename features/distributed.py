@@ -115,8 +115,28 @@ def _read_table(export_dir: Path, name: str) -> Any | None:
     if parquet.exists():
         return dd.read_parquet(parquet)
     if csv.exists():
-        return dd.read_csv(csv, dtype=str, keep_default_na=False, blocksize="64MB")
+        return dd.read_csv(
+            csv,
+            dtype=str,
+            keep_default_na=False,
+            blocksize="64MB",
+            encoding=_csv_encoding(csv),
+        )
     return None
+
+
+def _csv_encoding(path: Path) -> str:
+    """`utf-8-sig` (with or without Excel's BOM) or, when the start is not UTF-8, GB18030
+    (what `features.sources` also accepts); judged on the first megabyte."""
+    import codecs
+
+    with path.open("rb") as file:
+        head = file.read(1 << 20)
+    try:
+        codecs.getincrementaldecoder("utf-8-sig")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return "gb18030"
+    return "utf-8-sig"
 
 
 def partition_export(

@@ -99,3 +99,14 @@ def test_a_partition_is_validated_like_an_export(county: PartitionedCounty, tmp_
         frame.to_parquet(path, index=False)
     with pytest.raises(InputTableError, match="sex"):
         read_partition(broken, county.partitions[0])
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "gb18030"])
+def test_the_split_reads_csv_as_excel_and_wps_save_it(tmp_path: Path, encoding: str) -> None:
+    from features.distributed import _read_table
+
+    schools = pd.DataFrame({"school_id": ["甲小学", "B"], "name": ["一中", "二中"]})
+    schools.to_csv(tmp_path / "schools.csv", index=False, encoding=encoding)
+    got = _read_table(tmp_path, "schools").compute(scheduler="sync")
+    assert list(got.columns) == ["school_id", "name"]
+    assert list(got["name"]) == ["一中", "二中"]
