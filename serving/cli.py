@@ -348,6 +348,12 @@ def train(
             horizon_to_enrolment_end=to_enrolment_end or None,
             optuna_seconds=optuna_seconds,
         )
+        if settings.compute.backend == "dask":
+            typer.echo(
+                "note: compute.backend is dask, but baoxue train still trains in this process;"
+                " lightgbm.dask training is in training/distributed.py (docs/dask.md)",
+                err=True,
+            )
         with step(f"reading and validating {export_dir}"):
             tables = _load(export_dir)
         progress = Progress(5, "training")
