@@ -8,7 +8,8 @@ Each check is a `FeedWarning` naming the school:
   school's last `FEED_WEEKS` complete school weeks before `date_to`, although it recorded
   absences earlier;
 * ``no_grades``: a whole term of the window with school days but no exam results
-  (a grade dated from the term's first day up to `GRADES_GRACE_DAYS` after its last);
+  (a grade dated from the term's first day up to `GRADES_GRACE_DAYS` after its last;
+  a term is checked once that grace has passed by `date_to`);
 * ``calendar_stops``: the school's calendar stops more than `CALENDAR_GRACE_DAYS` before
   the county's last school day in the window.
 
@@ -188,13 +189,16 @@ def feed_warnings(
             )
 
     # a whole term of the window with school days but no exam results
+    # only terms whose grades are due by date_to: a school entering its finals in the
+    # GRADES_GRACE_DAYS after the term is not a broken feed yet
+    grace = pd.Timedelta(days=GRADES_GRACE_DAYS)
     terms = school_terms(calendar)
-    terms = terms[(terms["term_end"] <= end) & (terms["term_end"] >= start)]
+    terms = terms[(terms["term_end"] + grace <= end) & (terms["term_end"] >= start)]
     graded = school_of_rows(tables, tables.grades.loc[:, ["student_id", "date"]])
     for term in terms.itertuples(index=False):
         school = str(term.school_id)
         dates = graded.loc[graded["school_id"] == school, "date"]
-        last = term.term_end + pd.Timedelta(days=GRADES_GRACE_DAYS)
+        last = term.term_end + grace
         if not ((dates >= term.term_start) & (dates <= last)).any():
             found.append(
                 FeedWarning(

@@ -147,9 +147,17 @@ def test_calendar_and_grades_checks(county):
     report = run_drift(
         county.replace(grades=grades.loc[keep]),
         date_from=dt.date(2025, 6, 2),
-        date_to=dt.date(2025, 7, 21),
+        date_to=dt.date(2025, 7, 28),
     )
     assert [(w.school_id, w.check) for w in report.feed_warnings] == [(school, "no_grades")]
+    # within the grace after the term's end its grades are not due yet
+    term_end = pd.Timestamp(county.calendar["date"].max()).date()
+    early = run_drift(
+        county.replace(grades=grades.loc[keep]),
+        date_from=dt.date(2025, 6, 2),
+        date_to=term_end + dt.timedelta(days=7),
+    )
+    assert "no_grades" not in {w.check for w in early.feed_warnings}
 
 
 def test_markdown_names_the_school(planted_report, busiest_school):
