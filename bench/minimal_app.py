@@ -31,7 +31,7 @@ def score(row: int) -> dict[str, Any]:
         raise HTTPException(404, "no such row")
     x = matrix[row : row + 1]
     margin = float(booster.predict(x, raw_score=True, num_threads=1)[0])
-    contrib = booster.predict(x, pred_contrib=True, num_threads=1)[0, :-1]
+    contrib = np.asarray(booster.predict(x, pred_contrib=True, num_threads=1))[0, :-1]
     top = np.argsort(-contrib)[:5]
     return {
         "risk_score": 1.0 / (1.0 + np.exp(-margin)),
