@@ -72,3 +72,28 @@ def test_every_benchmark_runs_on_a_small_county(tmp_path):
             assert row.ours > 0 and row.reference > 0, row
             assert math.isfinite(row.ratio), row
     assert report.info["weekly_explained"] > 0
+
+
+def test_the_weekly_benchmark_times_what_the_weekly_batch_does(tmp_path):
+    """`weekly_scoring` (timed from a built snapshot) equals `score_week` (which builds it)."""
+    import datetime as dt
+
+    from bench.suite import Workbench, weekly_scoring
+    from models.calibration import Calibrator
+    from models.risk_model import RiskModel
+    from serving.registry import LoadedModel
+    from serving.services.weekly_lists import score_week
+
+    wb = Workbench(300, tmp_path, log=lambda _: None)
+    _, _, contract, _ = wb.training
+    model = RiskModel.from_parts(wb.classifier.booster_, Calibrator(method="identity"), contract)
+    loaded = LoadedModel(model, "m", "1", "registry", dt.datetime.now(dt.UTC), None, None)
+    ours, tiers = weekly_scoring(loaded, wb.snapshot)
+    batch, batch_tiers = score_week(
+        loaded, wb.tables, as_of=wb.as_of, capacity=None, capacity_share=0.05
+    )
+    assert tiers == batch_tiers
+    assert [(s.student_id, s.risk_score, s.explained) for s in ours] == [
+        (s.student_id, s.risk_score, s.explained) for s in batch
+    ]
+    assert 0 < sum(s.explained for s in ours) < len(ours)
