@@ -30,6 +30,8 @@ import pandera.pandas as pa
 
 from features.schemas import (
     KEYS,
+    MAX_SCHOOL_YEAR,
+    MIN_SCHOOL_YEAR,
     NON_EMPTY_TABLES,
     Kind,
     column_kinds,
@@ -451,8 +453,18 @@ def parse_table(name: str, raw: pd.DataFrame, file: str) -> TableCheck:
     if name == "enrolments":
         frame = _with_default_dates(frame)
         for col in ("start_date", "end_date"):
-            # no default without a school year; that cell is reported already
-            unreadable[col] = unreadable.get(col, bad & False) | frame["school_year"].isna()
+            # no default without a plausible school year; that cell is reported (an
+            # empty or unreadable one above, one out of range just below)
+            no_default = ~_plausible_year(frame["school_year"])
+            unreadable[col] = unreadable.get(col, bad & False) | no_default
+        implausible = frame["school_year"].notna() & ~_plausible_year(frame["school_year"])
+        expected = f"a school year from {MIN_SCHOOL_YEAR} to {MAX_SCHOOL_YEAR}"
+        finding = mask_finding(
+            "out_of_range", file, "school_year", implausible, raw["school_year"], expected
+        )
+        if finding is not None:
+            findings.append(finding)
+            bad |= implausible
     for col in frame.columns:
         if col in nullable:
             continue
@@ -469,10 +481,16 @@ def parse_table(name: str, raw: pd.DataFrame, file: str) -> TableCheck:
     return TableCheck(frame, findings, bad_rows=bad)
 
 
+def _plausible_year(years: pd.Series) -> pd.Series:
+    """School years the schema accepts (a truncated `2024` reads as `20`: no default date
+    can be built for it, and the schema names it)."""
+    return years.notna() & years.between(MIN_SCHOOL_YEAR, MAX_SCHOOL_YEAR)
+
+
 def _with_default_dates(enrolments: pd.DataFrame) -> pd.DataFrame:
     """Fill empty `start_date`/`end_date` from `school_year` (see features.tables)."""
     out = enrolments.copy()
-    years = out["school_year"]
+    years = out["school_year"].where(_plausible_year(out["school_year"]))
     known = years.dropna().unique()
     for col, default in (
         ("start_date", default_enrolment_start),

@@ -193,3 +193,25 @@ def test_validate_and_score_print_a_message_and_write_nothing(valid_csv, tmp_pat
     assert "attendance.csv" in scored.output and "Traceback" not in scored.output
     assert not (home / "lists").exists()  # nothing written: no lists
     assert not (home / "baoxue.db").exists()  # the export is read before the database
+
+
+def test_a_truncated_school_year_without_dates_is_named_not_a_crash(valid_csv, tmp_path):
+    """Found by the truncation fuzz: `2024` cut to `20` with empty enrolment dates made
+    the default start date (20-08-01) overflow pandas' timestamps."""
+    folder = _copy(valid_csv, tmp_path / "export")
+    path = folder / "enrolments.csv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    header = lines[0].split(",")
+    cells = lines[1].split(",")
+    cells[header.index("school_year")] = "20"
+    cells[header.index("start_date")] = cells[header.index("end_date")] = ""
+    lines[1] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(InputTableError) as info:
+        load_export(folder)
+    [violation] = info.value.violations
+    assert (violation.file, violation.rule, violation.column) == (
+        "enrolments.csv",
+        "out_of_range",
+        "school_year",
+    )
