@@ -33,13 +33,11 @@ days do not depend on later calendar rows.
 from __future__ import annotations
 
 import logging
-import threading
 
-import duckdb
 import numpy as np
 import pandas as pd
 
-from features.enrolment import active_spells
+from features.enrolment import active_spells, connect
 from features.school_calendar import school_days, school_terms
 from features.tables import RawTables
 
@@ -71,23 +69,6 @@ FLOAT_FEATURES = (
     "missed_after_september_start",
 )
 FEATURES = INT_FEATURES + FLOAT_FEATURES
-
-
-_DATABASE: list[duckdb.DuckDBPyConnection] = []
-_DATABASE_LOCK = threading.Lock()
-
-
-def _cursor() -> duckdb.DuckDBPyConnection:
-    """A new connection to one in-memory database kept for the process.
-
-    Opening a fresh database costs 15-50 ms (more than the whole computation for one
-    student, as `POST /v1/score` needs); a cursor costs microseconds. Each cursor has its
-    own temporary tables and registered frames, so concurrent calls share nothing.
-    """
-    with _DATABASE_LOCK:
-        if not _DATABASE:
-            _DATABASE.append(duckdb.connect(database=":memory:"))
-        return _DATABASE[0].cursor()
 
 
 STATUS_CODES = {
@@ -224,7 +205,7 @@ def attendance_features(
           as_of counts its days so far.
     """
     spells = active_spells(tables) if spells is None else spells
-    con = _cursor()
+    con = connect()
     try:
         for name, frame in _integer_frames(tables, population=population, spells=spells).items():
             con.register(name, frame)
