@@ -361,17 +361,26 @@ def _parse_text_date(text: pd.Series) -> pd.Series:
         retry = out.isna() & text.notna()
         if retry.any():
             out = out.where(~retry, pd.to_datetime(text.where(retry), format=fmt, errors="coerce"))
-    return out.astype("datetime64[ns]")
+    return _as_ns(out)
+
+
+def _as_ns(dates: pd.Series) -> pd.Series:
+    """Dates as `datetime64[ns]`; a date that type cannot hold (before 1677, after 2262,
+    e.g. a mistyped year 2300) becomes NaT, so it is reported as not a date."""
+    if dates.dtype == "datetime64[ns]":
+        return dates
+    fits = dates.isna() | ((dates >= pd.Timestamp.min) & (dates <= pd.Timestamp.max))
+    return dates.where(fits).astype("datetime64[ns]")
 
 
 def _parse_typed_date(s: pd.Series) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(s.dtype):
         out = s.dt.tz_localize(None) if getattr(s.dt, "tz", None) is not None else s
-        return out.dt.normalize().astype("datetime64[ns]")
+        return _as_ns(out.dt.normalize())
     if s.dtype == object:  # Parquet dates arrive as datetime.date objects
         out = pd.to_datetime(s, errors="coerce")
         if pd.api.types.is_datetime64_any_dtype(out.dtype):
-            return out.dt.normalize().astype("datetime64[ns]")
+            return _as_ns(out.dt.normalize())
     return pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns]")
 
 
@@ -740,7 +749,7 @@ def _enrolment_periods(enrolments: pd.DataFrame, file: str) -> list[Finding]:
         value_format="{start_date} (end_date {end_date})",
     )
     findings += [] if finding is None else [finding]
-    usable = e.dropna()[~backwards]
+    usable = e[~backwards].dropna()
     if usable.empty:
         return findings
     ordered = usable.sort_values(["student_id", "start_date", "end_date"], kind="stable")

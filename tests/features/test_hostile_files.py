@@ -215,3 +215,22 @@ def test_a_truncated_school_year_without_dates_is_named_not_a_crash(valid_csv, t
         "out_of_range",
         "school_year",
     )
+
+
+@pytest.mark.parametrize("day", ["2300-01-01", "2262-04-12", "1600-01-01"])
+def test_a_date_pandas_cannot_hold_is_not_a_date_not_a_crash(valid_csv, tmp_path, day):
+    """Found by a longer fuzz run: a mistyped year past 2262 overflowed the nanosecond
+    timestamps (OutOfBoundsDatetime) instead of being named."""
+    folder = _copy(valid_csv, tmp_path / "export")
+    path = folder / "attendance.csv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    header = lines[0].split(",")
+    cells = lines[1].split(",")
+    cells[header.index("date")] = day
+    lines[1] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(InputTableError) as info:
+        load_export(folder)
+    [violation] = info.value.violations
+    found = (violation.file, violation.rule, violation.column)
+    assert found == ("attendance.csv", "bad_date", "date")
