@@ -44,6 +44,9 @@ def test_help_reads_like_a_manual():
         "users",
         "demo",
         "import",
+        "export",
+        "retention",
+        "bench",
     ):
         assert command in result.output
     train_help = invoke("train", "--help").output
