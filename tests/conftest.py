@@ -55,7 +55,10 @@ QUIET_LOGGERS = ("numba", "matplotlib", "PIL", "fsspec", "asyncio", "urllib3", "
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Scan every log record of the session, from DEBUG up, on the root logger."""
+    """Scan every log record of the session, from DEBUG up, on the root logger
+    (`BAOXUE_TEST_LOG_SCAN=0` turns the scan off, e.g. to rule it out when debugging)."""
+    if os.environ.get("BAOXUE_TEST_LOG_SCAN", "1") == "0":
+        return
     root = logging.getLogger()
     root.addHandler(LOG_SCAN)
     root.setLevel(logging.DEBUG)
