@@ -45,7 +45,9 @@ def local_client(*, processes: bool = False) -> Iterator[Any]:
             threads_per_worker=1,
             processes=processes,
             dashboard_address=None,
-            memory_limit="1GiB",
+            # No memory limit: in-thread workers would measure the whole pytest process,
+            # which passes 1 GiB late in the suite; the workers then pause and gather hangs.
+            memory_limit=0,
         ) as cluster,
         Client(cluster) as client,
     ):
