@@ -28,14 +28,13 @@ import pandas as pd
 from sqlalchemy.orm import Session, sessionmaker
 
 from serving.registry import LoadedModel
-from serving.services.cases import sync_cases
 from serving.services.scoring import score_snapshot
 from serving.services.weekly_lists import (
     WeeklyRunResult,
     _ranks_in_school,
     _week_tiers,
-    _write_files,
     on_list,
+    store_week,
     weekly_rows,
 )
 from serving.settings import ComputeSettings, Settings
@@ -147,38 +146,28 @@ def run_weekly_dask(
         run = queries.start_run(
             session, as_of=as_of, model_version=loaded.version, lists_dir=str(lists_dir)
         )
-    staged = None
-    counted = {"students": 0, "explained": 0}
-    schools: set[str] = set()
+    explained = 0
 
     def counting(items: Iterator[tuple[WeeklyScoreIn, bool]]) -> Iterator[WeeklyScoreIn]:
-        for item, explained in items:
-            counted["students"] += 1
-            counted["explained"] += explained
-            schools.add(item.school_id)
+        nonlocal explained
+        for item, was_explained in items:
+            explained += was_explained
             yield item
 
-    try:
-        with session_factory() as session, session.begin():
-            queries.save_weekly_scores(session, run.id, counting(iter_weekly_rows(rows)))
-            sync_cases(session, as_of)
-            staged = _write_files(session, sorted(schools), as_of=as_of, lists_dir=lists_dir)
-            queries.finish_run(session, run.id, n_students=counted["students"])
-            staged.publish()
-    except BaseException:
-        if staged is not None:
-            staged.revert()
-        with session_factory() as session, session.begin():
-            queries.fail_run(session, run.id)
-        raise
-    staged.finalize()
+    staged, n_students, schools = store_week(
+        session_factory,
+        run.id,
+        counting(iter_weekly_rows(rows)),
+        as_of=as_of,
+        lists_dir=lists_dir,
+    )
     seconds = time.perf_counter() - started
     logger.info(
         "weekly run %d for %s on Dask: %d students, %d explained, %d schools in %.1f s",
         run.id,
         as_of,
-        counted["students"],
-        counted["explained"],
+        n_students,
+        explained,
         len(schools),
         seconds,
     )
@@ -186,8 +175,8 @@ def run_weekly_dask(
         run_id=run.id,
         as_of=as_of,
         model_version=loaded.version,
-        n_students=counted["students"],
-        n_explained=counted["explained"],
+        n_students=n_students,
+        n_explained=explained,
         files=list(staged.files),
         seconds=seconds,
     )

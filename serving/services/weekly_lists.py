@@ -469,6 +469,50 @@ def _write_files(
     return list_files.stage_lists(lists, lists_dir=lists_dir, as_of=as_of)
 
 
+def store_week(
+    session_factory: sessionmaker[Session] | Callable[[], Session],
+    run_id: int,
+    rows: Iterable[WeeklyScoreIn],
+    *,
+    as_of: dt.date,
+    lists_dir: Path,
+) -> tuple[list_files.StagedLists, int, list[str]]:
+    """Save a run's rows, open the week's cases and write its lists, all in one transaction.
+
+    `rows` may be a stream (the Dask batch yields one partition at a time). Any failure
+    rolls the scores and cases back, puts the earlier list folder back, marks the run
+    failed and re-raises. Returns the published lists, the number of rows and the schools.
+    """
+    n_rows = 0
+    schools: set[str] = set()
+
+    def counted(items: Iterable[WeeklyScoreIn]) -> Iterator[WeeklyScoreIn]:
+        nonlocal n_rows
+        for row in items:
+            n_rows += 1
+            schools.add(row.school_id)
+            yield row
+
+    staged: list_files.StagedLists | None = None
+    try:
+        with session_factory() as session, session.begin():
+            queries.save_weekly_scores(session, run_id, counted(rows))
+            # Open the week's cases (ladder alerts, high tier) in the same transaction, so
+            # a failed run leaves neither scores nor cases behind.
+            sync_cases(session, as_of)
+            staged = _write_files(session, sorted(schools), as_of=as_of, lists_dir=lists_dir)
+            queries.finish_run(session, run_id, n_students=n_rows)
+            staged.publish()
+    except BaseException:
+        if staged is not None:
+            staged.revert()
+        with session_factory() as session, session.begin():
+            queries.fail_run(session, run_id)
+        raise
+    staged.finalize()
+    return staged, n_rows, sorted(schools)
+
+
 def run_weekly(
     session_factory: sessionmaker[Session] | Callable[[], Session],
     loaded: LoadedModel,
@@ -497,23 +541,13 @@ def run_weekly(
         run = queries.start_run(
             session, as_of=as_of, model_version=loaded.version, lists_dir=str(lists_dir)
         )
-    staged: list_files.StagedLists | None = None
-    try:
-        with session_factory() as session, session.begin():
-            queries.save_weekly_scores(session, run.id, weekly_rows(scored, tiers, ranks))
-            # Open the week's cases (ladder alerts, high tier) in the same transaction, so
-            # a failed run leaves neither scores nor cases behind.
-            sync_cases(session, as_of)
-            staged = _write_files(session, school_ids, as_of=as_of, lists_dir=Path(lists_dir))
-            queries.finish_run(session, run.id, n_students=len(scored))
-            staged.publish()
-    except BaseException:
-        if staged is not None:
-            staged.revert()
-        with session_factory() as session, session.begin():
-            queries.fail_run(session, run.id)
-        raise
-    staged.finalize()
+    staged, _, _ = store_week(
+        session_factory,
+        run.id,
+        weekly_rows(scored, tiers, ranks),
+        as_of=as_of,
+        lists_dir=Path(lists_dir),
+    )
     seconds = time.perf_counter() - started
     logger.info(
         "weekly run %d for %s: %d students, %d explained, %d schools, %d files in %.1f s",
