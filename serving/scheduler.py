@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from serving.services.retention import purge
 from serving.services.weekly_lists import run_weekly_job
 from serving.settings import Settings
 from serving.storage.queries import latest_run
@@ -130,8 +131,28 @@ class WeeklyScheduler:
             )
         except Exception as exc:  # noqa: BLE001 - the thread must survive a bad week
             logger.error("weekly run for %s failed: %s", as_of, type(exc).__name__)
+        else:
+            logger.info("weekly run for %s done (%s)", as_of, type(result).__name__)
+        self.purge_old_records()
+
+    def purge_old_records(self) -> None:
+        """Retention runs with every weekly slot, as after `baoxue score`, even when the
+        week's run failed: old notes, comments and audit rows must not outlive it."""
+        try:
+            with self.sessions.begin() as session:
+                done = purge(
+                    session, today=self.clock().date(), years=self.settings.retention.years
+                )
+        except Exception as exc:  # noqa: BLE001 - the thread must survive
+            logger.error("retention purge failed: %s", type(exc).__name__)
             return
-        logger.info("weekly run for %s done (%s)", as_of, type(result).__name__)
+        logger.info(
+            "retention before %s: %d notes, %d comments blanked, %d audit rows removed",
+            done.cutoff,
+            done.notes_blanked,
+            done.comments_blanked,
+            done.audit_removed,
+        )
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -50,3 +50,38 @@ def test_naive_times_are_refused():
 def test_the_weeks_as_of_is_its_monday():
     assert week_as_of(dt.date(2024, 3, 11)) == dt.date(2024, 3, 11)
     assert week_as_of(dt.date(2024, 3, 17)) == dt.date(2024, 3, 11)
+
+
+def test_a_weekly_slot_purges_old_records_even_when_the_week_fails(db_sessions, tmp_path):
+    """Retention runs with the scheduled batch too (not only after `baoxue score`): a week
+    that cannot run (no export, no model) still blanks old notes and old audit rows."""
+    from serving.scheduler import WeeklyScheduler
+    from serving.settings import Settings
+    from tests.serving.services.test_retention import OLD, RECENT, seed
+
+    seed(db_sessions)
+    settings = Settings.model_validate(
+        {
+            "paths": {"home": str(tmp_path / "home"), "data": str(tmp_path / "no-export")},
+            "serving": {"weekly_run_weekday": 0},
+            "retention": {"years": 3},
+        }
+    )
+    reloads: list[int] = []
+    scheduler = WeeklyScheduler(
+        settings,
+        db_sessions,
+        lambda: reloads.append(1),
+        clock=lambda: dt.datetime(2026, 11, 23, 9, tzinfo=CST),
+    )
+    scheduler.run_once(dt.date(2026, 11, 23))  # fails: nothing to score
+    assert reloads == [1]
+    from sqlalchemy import select
+
+    from serving.audit import recent_access
+    from serving.storage.tables import Intervention
+
+    with db_sessions() as session:
+        notes = {v.date: v.note for v in session.scalars(select(Intervention))}
+        assert notes == {OLD: None, RECENT: "recent note"}
+        assert [a.at.date() for a in recent_access(session)] == [RECENT]
