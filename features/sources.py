@@ -90,7 +90,7 @@ class LoadedExport:
 
 
 @dataclass(frozen=True)
-class _Read:
+class RawRead:
     """One file's raw cells (None when unreadable), with problems and warnings."""
 
     frame: pd.DataFrame | None
@@ -124,12 +124,12 @@ def load_export(export_dir: Path) -> LoadedExport:
     raw: dict[str, pd.DataFrame | None] = {}
     paths: dict[str, Path] = {}
     for name in ALL_TABLES:
-        path, located = _locate(export_dir, name)
+        path, located = locate_table(export_dir, name)
         findings += located
         if path is None:
             continue
         paths[name] = path
-        read = _read_table(path)
+        read = read_raw_table(path)
         findings += read.findings
         warnings += read.warnings
         raw[name] = read.frame
@@ -157,7 +157,7 @@ def read_export(export_dir: Path) -> RawTables:
     return load_export(export_dir).tables
 
 
-def _locate(export_dir: Path, name: str) -> tuple[Path | None, list[Finding]]:
+def locate_table(export_dir: Path, name: str) -> tuple[Path | None, list[Finding]]:
     """The file holding table `name`, or None with the problem (if it is required)."""
     csv, parquet = export_dir / f"{name}.csv", export_dir / f"{name}.parquet"
     found = [p for p in (csv, parquet) if p.exists()]
@@ -184,7 +184,7 @@ def _locate(export_dir: Path, name: str) -> tuple[Path | None, list[Finding]]:
     return None, []
 
 
-def _read_table(path: Path) -> _Read:
+def read_raw_table(path: Path) -> RawRead:
     """Raw cells of one file, index = data row position (0 = the row below the header)."""
     try:
         data = path.read_bytes()
@@ -197,21 +197,21 @@ def _read_table(path: Path) -> _Read:
     return _read_csv(path, data)
 
 
-def _problem(rule: str, path: Path, expected: str, row: int | None = None) -> _Read:
+def _problem(rule: str, path: Path, expected: str, row: int | None = None) -> RawRead:
     rows = None if row is None else pd.Series([row]).to_numpy()
-    return _Read(None, [Finding(rule, path.name, None, expected, rows=rows)], [])
+    return RawRead(None, [Finding(rule, path.name, None, expected, rows=rows)], [])
 
 
-def _read_parquet(path: Path, data: bytes) -> _Read:
+def _read_parquet(path: Path, data: bytes) -> RawRead:
     try:
         frame = pd.read_parquet(io.BytesIO(data))
     except Exception:  # pyarrow raises many kinds; any means the same to the user
         return _problem("bad_parquet", path, "a readable Parquet file; this one is not")
     frame.columns = [str(c).strip() for c in frame.columns]
-    return _Read(frame.reset_index(drop=True), [], [])
+    return RawRead(frame.reset_index(drop=True), [], [])
 
 
-def _read_csv(path: Path, data: bytes) -> _Read:
+def _read_csv(path: Path, data: bytes) -> RawRead:
     warnings: list[str] = []
     encoding = _encoding(data)
     if encoding is None:
@@ -246,7 +246,7 @@ def _read_csv(path: Path, data: bytes) -> _Read:
     frame.columns = header
     frame.index = frame.index - 1
     blank = (frame == "").all(axis=1)
-    return _Read(frame[~blank], [], warnings)
+    return RawRead(frame[~blank], [], warnings)
 
 
 def _encoding(data: bytes) -> str | None:

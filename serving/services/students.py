@@ -25,7 +25,7 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from features.catalog import render_reason
-from features.sources import _locate, _read_table
+from features.sources import locate_table, read_raw_table
 from features.validation import check_columns, parse_table
 from models.reasons import LadderAlert, ladder_alert
 from serving.auth import Forbidden, Viewer
@@ -301,7 +301,7 @@ def _export_key(data_dir: Path) -> tuple[object, ...] | None:
     """The files the index is built from, with their sizes and mtimes (None: incomplete)."""
     key: list[object] = []
     for name in EXPORT_TABLES:
-        path, _ = _locate(data_dir, name)
+        path, _ = locate_table(data_dir, name)
         if path is None:
             return None
         try:
@@ -314,7 +314,7 @@ def _export_key(data_dir: Path) -> tuple[object, ...] | None:
 
 def _typed(path: Path, name: str) -> pd.DataFrame | None:
     """The table's rows that parse (same reading and typing as `baoxue validate`)."""
-    read = _read_table(path)
+    read = read_raw_table(path)
     if read.frame is None:
         return None
     columns = check_columns(name, read.frame, path.name)
@@ -329,7 +329,7 @@ def _build_index(data_dir: Path) -> _ExportIndex | None:
     started = time.perf_counter()
     frames: dict[str, pd.DataFrame] = {}
     for name in EXPORT_TABLES:
-        path, _ = _locate(data_dir, name)
+        path, _ = locate_table(data_dir, name)
         frame = None if path is None else _typed(path, name)
         if frame is None:
             logger.warning("export table %s in %s cannot be read for the pages", name, data_dir)

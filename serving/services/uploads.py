@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.sources import _locate, _read_table
+from features.sources import locate_table, read_raw_table
 from features.tables import ALL_TABLES, COLUMNS
 from features.validation import (
     MAX_LISTED,
@@ -162,7 +162,7 @@ def _read_upload(
         return frame, findings, []
     path = staging / name
     path.write_bytes(upload.data)
-    read = _read_table(path)
+    read = read_raw_table(path)
     return read.frame, list(read.findings), list(read.warnings)
 
 
@@ -303,14 +303,14 @@ def _apply(
     names: dict[str, str] = {}
     paths: dict[str, Path | None] = {}
     for name in ALL_TABLES:
-        path, located = _locate(data_dir, name)
+        path, located = locate_table(data_dir, name)
         findings += located
         paths[name] = path
         if path is None:
             raw[name] = None
             continue
         names[name] = path.name
-        read = _read_table(path)
+        read = read_raw_table(path)
         findings += read.findings
         raw[name] = read.frame
 
