@@ -25,6 +25,7 @@ before as_of; see `enrolment_features` for each rule.
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import logging
 import threading
@@ -68,7 +69,16 @@ def connect() -> duckdb.DuckDBPyConnection:
     with _DATABASE_LOCK:
         if not _DATABASE:
             _DATABASE.append(duckdb.connect(database=":memory:"))
+            atexit.register(_close_database)
         return _DATABASE[0].cursor()
+
+
+def _close_database() -> None:
+    """Close the shared database before the interpreter goes down, so DuckDB's bindings
+    are released in order (otherwise nanobind prints 'leaked types' at every exit)."""
+    with _DATABASE_LOCK:
+        while _DATABASE:
+            _DATABASE.pop().close()
 
 
 def _in_list(values: Sequence[str]) -> str:
