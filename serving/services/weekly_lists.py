@@ -536,12 +536,11 @@ def run_weekly(
     )
     ranks = _ranks_in_school(scored)
     n_explained = sum(1 for s in scored if s.explained)
-    school_ids = sorted({s.school_id for s in scored})
     with session_factory() as session, session.begin():
         run = queries.start_run(
             session, as_of=as_of, model_version=loaded.version, lists_dir=str(lists_dir)
         )
-    staged, _, _ = store_week(
+    staged, _, school_ids = store_week(
         session_factory,
         run.id,
         weekly_rows(scored, tiers, ranks),
