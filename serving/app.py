@@ -1,9 +1,10 @@
 """`create_app(settings) -> FastAPI`, `serve(...)` and `add_user_from_cli(...)`.
 
-The app's lifespan migrates the database, opens the engine, loads the champion into a
-`ModelHolder` (no model: the app still starts, `/health` says not ready, and every
-scoring call answers 503), and starts the weekly scheduler when
-`settings.serving.weekly_run_weekday` is set.
+The app's lifespan migrates the database, opens the engine, makes a model current in a
+`ModelHolder` (`ModelHolder.start`: the local cached copy at once while the registry is
+asked in a background thread, else the registry's champion; no model: the app still
+starts, `/health` says not ready, and every scoring call answers 503), and starts the
+weekly scheduler when `settings.serving.weekly_run_weekday` is set.
 
 Every response carries security headers; JSON gets a CSP that allows nothing, the API
 docs page a CSP that allows its own scripts. CORS is closed: no cross-origin headers are
@@ -100,9 +101,13 @@ class RedactStudentPaths(logging.Filter):
         return True
 
 
+REGISTRY_CHECK_WAIT_S = 10.0
+"""At shutdown, how long to wait for start-up's registry check still under way."""
+
+
 def _load_model(holder: ModelHolder) -> None:
     try:
-        holder.load()
+        holder.start()
     except NoChampionModel:
         logger.warning("starting without a model: scoring answers 503 until one is loaded")
 
@@ -131,6 +136,8 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             if scheduler is not None:
                 scheduler.stop()
+            if not holder.wait_checked(REGISTRY_CHECK_WAIT_S):
+                logger.warning("the registry check was still under way at shutdown")
             engine.dispose()
 
     app = FastAPI(

@@ -6,7 +6,16 @@ into the model cache folder, atomically, so that a service started while the tra
 server is down still scores with the last champion it saw ("cache", degraded). With
 neither a reachable champion nor a cache, `load_champion` raises `NoChampionModel`.
 
-MLflow access goes through `training.track` (the one MLflow edge of the project).
+At start-up the service does not wait for the registry when it has a cache:
+`ModelHolder.start` serves the cached copy at once (source ``cache``, `/health`
+degraded) and asks the registry in a background thread; when the registry's champion is
+the cached version it is marked ``registry`` without loading it again, and when it is
+another version that version is loaded and swapped in. Without a cache, `start` loads
+from the registry before the service answers, as before.
+
+MLflow access goes through `training.track` (the one MLflow edge of the project), and
+MLflow (with LightGBM, behind `models.risk_model`) is imported only when a model is
+read: importing this module, and so `serving.app`, stays light.
 """
 
 from __future__ import annotations
@@ -18,17 +27,18 @@ import os
 import shutil
 import tempfile
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import mlflow
-from mlflow.entities.model_registry import ModelVersion
-from mlflow.tracking import MlflowClient
-
-from models.risk_model import RiskModel
 from serving.settings import Settings
-from training.track import CHAMPION, Store, alias_version, load_risk_model, version_metrics
+from training.track import CHAMPION, Store
+
+if TYPE_CHECKING:  # imported where a model is read: mlflow costs ~1 s of start-up
+    from mlflow.entities.model_registry import ModelVersion
+    from mlflow.tracking import MlflowClient
+
+    from models.risk_model import RiskModel
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +112,9 @@ def _require_sqlite_file(uri: str) -> None:
 
 def _point_mlflow(store: Store) -> MlflowClient:
     """Point MLflow at the store without creating anything in it (read-only use)."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
     _require_sqlite_file(store.tracking_uri)
     _require_sqlite_file(store.registry_uri)
     mlflow.set_tracking_uri(store.tracking_uri)
@@ -121,16 +134,32 @@ def champion_version(store: Store) -> str | None:
 def _champion(client: MlflowClient, store: Store) -> ModelVersion | None:
     """The champion's model version, None without one; raises when unreachable (the
     probe first, since `alias_version` reads any MLflow error as "no alias")."""
+    from training.track import alias_version
+
     client.search_registered_models(max_results=1)
     return alias_version(client, store.model_name, CHAMPION)
 
 
 def _from_registry(store: Store) -> LoadedModel:
+    from training.track import load_risk_model
+
     client = _point_mlflow(store)
     mv = _champion(client, store)
     if mv is None:
         raise LookupError(f"model {store.model_name!r} has no {CHAMPION!r} alias")
-    model, version = load_risk_model(store.model_name, str(mv.version))
+    # No pip-requirements check: it scans every installed package's file list (0.7 s of
+    # start-up) only to warn, and the model is rebuilt from text artifacts by this
+    # package's own code, so nothing pickled can differ with the environment.
+    model, version = load_risk_model(store.model_name, str(mv.version), check_requirements=False)
+    return _registry_model(client, store, mv, model, version)
+
+
+def _registry_model(
+    client: MlflowClient, store: Store, mv: ModelVersion, model: RiskModel, version: str
+) -> LoadedModel:
+    """`model` as the registry's version `mv`, with the version's metadata."""
+    from training.track import version_metrics
+
     fingerprint: str | None = None
     trained_at: dt.datetime | None = None
     if mv.creation_timestamp:
@@ -190,6 +219,8 @@ def read_cache(cache_dir: Path) -> LoadedModel:
     missing = [f for f in (*MODEL_FILES, META_FILE) if not (cache_dir / f).is_file()]
     if missing:
         raise FileNotFoundError(f"no cached model in {cache_dir}")
+    from models.risk_model import RiskModel
+
     meta = json.loads((cache_dir / META_FILE).read_text(encoding="utf-8"))
     return LoadedModel(
         model=RiskModel.from_dir(cache_dir),
@@ -243,15 +274,19 @@ def _describe(exc: BaseException, store: Store) -> str:
 class ModelHolder:
     """The service's current model; thread-safe swaps on reload.
 
-    ``current`` is None until `load` or `reload` succeeds. ``status()`` feeds /health.
+    ``current`` is None until `start`, `load` or `reload` succeeds. ``status()`` feeds
+    /health. Loads (start's registry check, `load`, `reload`) take turns; a request that
+    reads ``current`` waits only for a swap, never for the registry.
     """
 
     def __init__(self, store: Store, cache_dir: Path) -> None:
         self.store = store
         self.cache_dir = Path(cache_dir)
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # guards _current and _message (held briefly)
+        self._loading = threading.RLock()  # one load or registry check at a time
         self._current: LoadedModel | None = None
         self._message = "no model loaded yet"
+        self._checker: threading.Thread | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ModelHolder:
@@ -271,29 +306,116 @@ class ModelHolder:
 
     def require(self) -> LoadedModel:
         """The current model, or NoChampionModel (for a request that needs one)."""
-        current = self.current
+        with self._lock:
+            current, message = self._current, self._message
         if current is None:
-            raise NoChampionModel(f"No model to score with: {self._message}.")
+            raise NoChampionModel(f"No model to score with: {message}.")
         return current
+
+    def start(self, *, check: bool = True) -> LoadedModel:
+        """Make a model current as soon as possible (the service's start-up).
+
+        With a cached copy: serve it now (source ``cache``) and run `check_registry` in
+        a background thread (``check=False`` leaves that to the caller). Without one, or
+        with one that cannot be read: `load` from the registry now.
+
+        Raises
+        ------
+        NoChampionModel
+            when there is no cache and the registry has no loadable champion.
+        """
+        try:
+            cached = read_cache(self.cache_dir)
+        except FileNotFoundError:
+            return self.load()
+        except Exception as exc:  # a damaged cache: the registry decides, as without one
+            logger.warning(
+                "the model cache in %s could not be read (%s); loading from the registry",
+                self.cache_dir,
+                type(exc).__name__,
+            )
+            return self.load()
+        with self._lock:
+            self._current = cached
+            self._message = f"registry not checked yet; using cached version {cached.version}"
+        logger.info("serving cached %s version %s", cached.name, cached.version)
+        if check:
+            self._checker = threading.Thread(
+                target=self.check_registry, name="baoxue-registry-check", daemon=True
+            )
+            self._checker.start()
+        return cached
+
+    def check_registry(self) -> bool:
+        """Ask the registry for its champion and make that current: the current model
+        marked ``registry`` when it is that very version (same version and run, nothing
+        loaded again), else the champion loaded (and cached) and swapped in.
+
+        Returns True when the current version changed. Never raises: with the registry
+        unreachable or without a champion, the current model stays and the status says
+        why.
+        """
+        with self._loading:
+            before = self.current
+            try:
+                client = _point_mlflow(self.store)
+                mv = _champion(client, self.store)
+                if mv is None:
+                    raise LookupError(f"model {self.store.model_name!r} has no champion")
+                if before is not None and _is_version(before, mv):
+                    confirmed = _registry_model(
+                        client, self.store, mv, before.model, str(mv.version)
+                    )
+                    self._set(replace(confirmed, loaded_at=before.loaded_at))
+                    logger.info("registry confirms version %s", confirmed.version)
+                    return False
+            except Exception as exc:  # unreachable, no champion: keep what we serve
+                self._note_failure(exc, before)
+                return False
+            logger.info("registry champion is version %s; loading it", mv.version)
+            self._try_load()
+            return self._changed(before)
+
+    def wait_checked(self, timeout: float | None = None) -> bool:
+        """Wait for start's registry check; True when it is over (or none was started)."""
+        checker = self._checker
+        if checker is None:
+            return True
+        checker.join(timeout)
+        return not checker.is_alive()
 
     def load(self) -> LoadedModel:
         """Load the champion (or the cache) now and make it current."""
-        with self._lock:
+        with self._loading:
             try:
                 loaded = load_champion(self.store, self.cache_dir)
             except NoChampionModel as exc:
-                self._message = exc.message
+                with self._lock:
+                    self._message = exc.message
                 raise
             self._set(loaded)
             return loaded
 
     def _set(self, loaded: LoadedModel) -> None:
-        self._current = loaded
-        self._message = (
-            f"version {loaded.version} from the registry"
-            if loaded.source == "registry"
-            else f"registry unavailable; using cached version {loaded.version}"
-        )
+        with self._lock:
+            self._current = loaded
+            self._message = (
+                f"version {loaded.version} from the registry"
+                if loaded.source == "registry"
+                else f"registry unavailable; using cached version {loaded.version}"
+            )
+
+    def _note_failure(self, exc: BaseException, before: LoadedModel | None) -> None:
+        message = _describe(exc, self.store)
+        if before is not None:
+            message += (
+                f"; still using the cached version {before.version}"
+                if before.source == "cache"
+                else f"; still using version {before.version} from the registry"
+            )
+        with self._lock:
+            self._message = message
+        logger.warning("registry: %s", message)
 
     def reload(self) -> bool:
         """Load the champion again if the alias moved (or we run on the cache).
@@ -301,15 +423,12 @@ class ModelHolder:
         Returns True when the current version changed. Never raises for an unreachable
         registry: the current model stays and the status says so.
         """
-        with self._lock:
-            before = self._current
+        with self._loading:
+            before = self.current
             try:
                 version = champion_version(self.store)
             except Exception as exc:
-                self._message = _describe(exc, self.store) + (
-                    f"; still using version {before.version} ({before.source})" if before else ""
-                )
-                logger.warning("reload: %s", self._message)
+                self._note_failure(exc, before)
                 if before is None:
                     self._try_load()
                 return self._changed(before)
@@ -325,7 +444,7 @@ class ModelHolder:
             logger.warning("reload: no champion and no cache")
 
     def _changed(self, before: LoadedModel | None) -> bool:
-        after = self._current
+        after = self.current
         return after is not None and (before is None or after.version != before.version)
 
     def status(self) -> dict[str, Any]:
@@ -339,3 +458,9 @@ class ModelHolder:
                 "version": current.version if current else None,
                 "message": self._message,
             }
+
+
+def _is_version(loaded: LoadedModel, mv: ModelVersion) -> bool:
+    """Whether `loaded` is the registry's version `mv` (number and producing run agree:
+    a registry rebuilt from scratch may reuse a number for another model)."""
+    return loaded.version == str(mv.version) and (loaded.run_id or None) == (mv.run_id or None)

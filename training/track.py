@@ -14,16 +14,16 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import mlflow
 import pandas as pd
-from mlflow.entities.model_registry import ModelVersion
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 
-import models.risk_model_entry as risk_model_entry
-from models.risk_model import RiskModel
+if TYPE_CHECKING:  # imported where MLflow is used: `mlflow` alone takes ~1 s to import,
+    # and the service's start-up (serving.registry imports this module) should not wait
+    from mlflow.entities.model_registry import ModelVersion
+    from mlflow.tracking import MlflowClient
+
+    from models.risk_model import RiskModel
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,9 @@ class Store:
 
 def connect(store: Store) -> MlflowClient:
     """Point MLflow at the store and make sure the experiment exists."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
     mlflow.set_tracking_uri(store.tracking_uri)
     mlflow.set_registry_uri(store.registry_uri)
     client = MlflowClient(tracking_uri=store.tracking_uri, registry_uri=store.registry_uri)
@@ -55,15 +58,21 @@ def connect(store: Store) -> MlflowClient:
 
 
 def log_figures(figures: Mapping[str, Any]) -> None:
+    import mlflow
+
     for name, figure in figures.items():
         mlflow.log_figure(figure, f"plots/{name}.png")
 
 
 def log_json(obj: Any, path: str) -> None:
+    import mlflow
+
     mlflow.log_text(json.dumps(obj, ensure_ascii=False, indent=1, default=str), path)
 
 
 def log_frame(frame: pd.DataFrame, path: str) -> None:
+    import mlflow
+
     mlflow.log_text(frame.to_csv(index=False), path)
 
 
@@ -71,6 +80,10 @@ def log_risk_model(
     model: RiskModel, *, input_example: pd.DataFrame, model_name: str
 ) -> tuple[str, str]:
     """Log the pyfunc from code with its artifacts and register it. Returns (uri, version)."""
+    import mlflow
+
+    import models.risk_model_entry as risk_model_entry
+
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         # MLflow hints that integer columns cannot hold NaN; ours are counts and flags that
         # the snapshot always fills, and MLflow refuses int64 input for a double schema.
@@ -100,6 +113,8 @@ def _requirements() -> list[str]:
 
 def alias_version(client: MlflowClient, model_name: str, alias: str) -> ModelVersion | None:
     """The version behind an alias, or None when the alias (or the model) does not exist."""
+    from mlflow.exceptions import MlflowException
+
     try:
         return client.get_model_version_by_alias(model_name, alias)
     except MlflowException:
@@ -115,8 +130,19 @@ def model_uri(model_name: str, ref: str) -> str:
     return f"models:/{model_name}/{ref}" if ref.isdigit() else f"models:/{model_name}@{ref}"
 
 
-def load_risk_model(model_name: str, ref: str) -> tuple[RiskModel, str]:
-    """Load a registered RiskModel by alias or version. Returns (model, version)."""
+def load_risk_model(
+    model_name: str, ref: str, *, check_requirements: bool = True
+) -> tuple[RiskModel, str]:
+    """Load a registered RiskModel by alias or version. Returns (model, version).
+
+    ``check_requirements=False`` skips MLflow's warning about package versions that differ
+    from the model's pip requirements (it reads every installed package's file list).
+    """
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from models.risk_model import RiskModel
+
     client = MlflowClient()
     if ref.isdigit():
         mv = client.get_model_version(model_name, ref)
@@ -125,7 +151,9 @@ def load_risk_model(model_name: str, ref: str) -> tuple[RiskModel, str]:
         if found is None:
             raise LookupError(f"no model version of {model_name!r} has the alias {ref!r}")
         mv = found
-    pyfunc = mlflow.pyfunc.load_model(model_uri(model_name, str(mv.version)))
+    pyfunc = mlflow.pyfunc.load_model(
+        model_uri(model_name, str(mv.version)), suppress_warnings=not check_requirements
+    )
     model = pyfunc.unwrap_python_model()
     if not isinstance(model, RiskModel):
         raise TypeError(f"{model_name} version {mv.version} is not a Baoxue RiskModel")
