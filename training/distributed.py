@@ -32,8 +32,15 @@ import pandas as pd
 
 from features.distributed import read_partition
 from features.snapshot import build_snapshots
-from models.gbm import make_classifier
+from models.gbm import DEFAULT_PARAMS, make_classifier
 from training.labels import make_labels
+from training.matrices import _enrolment_end, with_groups
+
+GROUP_PREFIX = "group:"  # fairness-group columns carried beside a partition's rows
+# The validation curve that chooses the number of trees (`validation_curve_dask`) bins
+# each row's margin (log-odds) into these edges; 0.01 wide, so average precision from the
+# histogram is within ties of width 0.01 of the exact value.
+MARGIN_EDGES = np.linspace(-16.0, 16.0, 3201)
 
 logger = logging.getLogger(__name__)
 
@@ -45,25 +52,68 @@ def labelled_partition(
     as_ofs: Sequence[dt.date],
     horizon: dt.timedelta,
     observed_until: dt.date,
+    horizon_to_enrolment_end: bool = False,
+    group_columns: bool = False,
 ) -> pd.DataFrame:
     """The labelled snapshot rows of the students one partition owns.
 
     As `training.matrices.labelled_snapshots` (snapshot columns plus ``label`` int64,
-    censored and unobservable rows dropped), on one partition's tables.
+    censored and unobservable rows dropped), on one partition's tables. With
+    `group_columns`, the fairness-audit attributes of `training.matrices.with_groups`
+    follow as ``group:<name>`` columns (never features), so the test window can be
+    audited without reading the students table again.
     """
     tables, owned = read_partition(parts_dir, partition)
     snapshot = build_snapshots(tables, as_ofs=list(as_ofs))
     snapshot = snapshot[snapshot["student_id"].isin(set(owned))].reset_index(drop=True)
+    population = snapshot.loc[:, ["student_id", "as_of"]].copy()
+    if horizon_to_enrolment_end:
+        end = _enrolment_end(tables, snapshot) + pd.Timedelta(days=1)
+        population["label_until"] = np.minimum(
+            (snapshot["as_of"] + pd.Timedelta(horizon)).to_numpy(), end.to_numpy()
+        )
     labels = make_labels(
         tables.status_events,
-        snapshot.loc[:, ["student_id", "as_of"]].copy(),
+        population,
         horizon=horizon,
         observed_until=observed_until,
     )
     labels = labels.loc[~labels["censored"].astype(bool), ["student_id", "as_of", "label"]]
     frame = snapshot.merge(labels, on=["student_id", "as_of"], how="inner")
     frame["label"] = frame["label"].astype(np.int64)
+    if group_columns:
+        groups = with_groups(frame.loc[:, ["student_id"]], tables.students)
+        for name in groups.columns.drop("student_id"):
+            frame[GROUP_PREFIX + name] = groups[name].to_numpy()
     return frame
+
+
+def partition_calendar(parts_dir: Path, partition: int) -> tuple[set[dt.date], set[int]]:
+    """The school days of one partition's calendar and its enrolments' school years."""
+    tables, _ = read_partition(parts_dir, partition)
+    days = {d.date() for d in pd.to_datetime(tables.calendar["date"]).drop_duplicates()}
+    years = {int(y) for y in tables.enrolments["school_year"].unique()}
+    return days, years
+
+
+def export_calendar(
+    parts_dir: Path, *, partitions: Sequence[int]
+) -> tuple[list[dt.date], set[int]]:
+    """Every school day of a partitioned export (sorted) and its enrolment school years,
+    one task per partition: what `training.matrices.school_days` and the enrolments'
+    ``school_year`` give for the whole export, without its tables in one process."""
+    import dask
+    from dask.delayed import delayed
+
+    if not partitions:
+        raise ValueError("no partitions to read")
+    parts = dask.compute(*[delayed(partition_calendar)(Path(parts_dir), p) for p in partitions])
+    days: set[dt.date] = set()
+    years: set[int] = set()
+    for part_days, part_years in parts:
+        days |= part_days
+        years |= part_years
+    return sorted(days), years
 
 
 def labelled_snapshots_dask(
@@ -73,8 +123,14 @@ def labelled_snapshots_dask(
     as_ofs: Sequence[dt.date],
     horizon: dt.timedelta,
     observed_until: dt.date,
+    horizon_to_enrolment_end: bool = False,
+    group_columns: bool = False,
+    client: Any | None = None,
 ) -> Any:
-    """Labelled rows of every partition as a Dask DataFrame, one Dask partition each."""
+    """Labelled rows of every partition as a Dask DataFrame, one Dask partition each
+    (`labelled_partition`), in the order of `partitions`. With a `client` the partitions
+    are computed at once and stay on the workers (as ``client.persist`` would, without
+    building the first partition twice to learn the columns)."""
     import dask.dataframe as dd
     from dask.delayed import delayed
 
@@ -87,10 +143,43 @@ def labelled_snapshots_dask(
             as_ofs=list(as_ofs),
             horizon=horizon,
             observed_until=observed_until,
+            horizon_to_enrolment_end=horizon_to_enrolment_end,
+            group_columns=group_columns,
         )
         for p in partitions
     ]
+    if client is not None:
+        return dd.from_delayed(client.compute(tasks), verify_meta=False)
     return dd.from_delayed(tasks, verify_meta=False)
+
+
+def dask_classifier_params(
+    feature_names: Sequence[str],
+    *,
+    positives: int,
+    negatives: int,
+    monotone: Mapping[str, int] | None = None,
+    seed: int = 0,
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """`models.gbm.make_classifier`'s parameters for rows with these label counts.
+
+    ``balance_classes`` becomes the same ``scale_pos_weight`` as in memory
+    (`models.gbm.positive_weight`: sqrt(negatives / positives)), from counts made on the
+    cluster rather than a label vector in this process.
+    """
+    if positives == 0 or negatives == 0:
+        raise ValueError("training rows need both labels; got only one class")
+    params = dict(overrides or {})
+    balance = bool(params.pop("balance_classes", False))
+    local = make_classifier(
+        list(feature_names), y=[0, 1], monotone=monotone, seed=seed, overrides=params
+    )
+    settings: dict[str, Any] = local.get_params()
+    if balance:
+        settings["scale_pos_weight"] = float(np.sqrt(negatives / positives))
+    settings.pop("n_jobs", None)
+    return settings
 
 
 def fit_lightgbm_dask(
@@ -122,17 +211,16 @@ def fit_lightgbm_dask(
     from lightgbm.dask import DaskLGBMClassifier
 
     names = list(feature_names)
-    params = dict(overrides or {})
     counts = frame["label"].value_counts().compute()
     positives, negatives = int(counts.get(1, 0)), int(counts.get(0, 0))
-    if positives == 0 or negatives == 0:
-        raise ValueError("training rows need both labels; got only one class")
-    # make_classifier reads y only for the class balance: set that from the counts
-    if params.pop("balance_classes", False):
-        params["scale_pos_weight"] = negatives / positives
-    local = make_classifier(names, y=[0, 1], monotone=monotone, seed=seed, overrides=params)
-    settings = local.get_params()
-    settings.pop("n_jobs", None)
+    settings = dask_classifier_params(
+        names,
+        positives=positives,
+        negatives=negatives,
+        monotone=monotone,
+        seed=seed,
+        overrides=overrides,
+    )
     model = DaskLGBMClassifier(client=client, n_jobs=1, **settings)
     model.fit(frame[names], frame["label"])
     booster: lgb.Booster = model.booster_
@@ -143,3 +231,109 @@ def fit_lightgbm_dask(
         booster.num_trees(),
     )
     return booster
+
+
+def truncate(booster: lgb.Booster, n_trees: int) -> lgb.Booster:
+    """The booster's first `n_trees` trees (boosting is sequential, so this is the model
+    a fit stopped at `n_trees` would have given)."""
+    return lgb.Booster(model_str=booster.model_to_string(num_iteration=n_trees))
+
+
+def margin_histograms(
+    frame: pd.DataFrame,
+    booster: lgb.Booster,
+    *,
+    feature_names: Sequence[str],
+    every: int,
+    edges: np.ndarray = MARGIN_EDGES,
+) -> np.ndarray:
+    """Counts of rows by margin bin after every `every` trees, negatives and positives.
+
+    Returns an int64 array of shape (checkpoints, 2, len(edges) - 1): row c counts the
+    margins of the first (c + 1) * `every` trees (the last checkpoint: all trees).
+    Histograms of partitions add up, which the exact ranking metric does not.
+    """
+    stops = checkpoints(booster.num_trees(), every)
+    out = np.zeros((len(stops), 2, len(edges) - 1), dtype=np.int64)
+    if frame.empty:
+        return out
+    X = frame.loc[:, list(feature_names)].astype(np.float64)
+    positive = frame["label"].to_numpy() == 1
+    margin = np.zeros(len(frame))
+    done = 0
+    for c, stop in enumerate(stops):
+        margin += booster.predict(
+            X, raw_score=True, start_iteration=done, num_iteration=stop - done
+        )
+        done = stop
+        bins = np.clip(np.searchsorted(edges, margin, side="right") - 1, 0, len(edges) - 2)
+        out[c, 0] = np.bincount(bins[~positive], minlength=len(edges) - 1)
+        out[c, 1] = np.bincount(bins[positive], minlength=len(edges) - 1)
+    return out
+
+
+def average_precision_binned(negatives: np.ndarray, positives: np.ndarray) -> float:
+    """Average precision from counts by score bin (bins ascending; a bin is one tie),
+    as `sklearn.metrics.average_precision_score` treats tied scores. NaN without
+    positives."""
+    neg, pos = negatives[::-1].astype(float), positives[::-1].astype(float)
+    total = pos.sum()
+    if total == 0:
+        return float("nan")
+    hits, flagged = np.cumsum(pos), np.cumsum(pos + neg)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(flagged > 0, hits / flagged, 0.0)
+    return float(np.sum(pos / total * precision))
+
+
+def checkpoints(n_trees: int, every: int) -> list[int]:
+    """Tree counts at which `margin_histograms` measures: every `every` trees, and all."""
+    return [*range(every, n_trees, every), n_trees]
+
+
+def validation_curve_dask(
+    booster: lgb.Booster,
+    valid: Any,
+    *,
+    feature_names: Sequence[str],
+    every: int,
+) -> tuple[list[int], np.ndarray]:
+    """Average precision on the rows of `valid` (a Dask DataFrame with the features and
+    ``label``) at the tree counts `checkpoints(booster.num_trees(), every)`, computed per
+    partition on the cluster: each task returns margin histograms (`margin_histograms`),
+    which are summed. Returns (tree counts, average precision at each)."""
+    from dask.delayed import delayed
+
+    parts = [
+        delayed(margin_histograms)(part, booster, feature_names=list(feature_names), every=every)
+        for part in valid.to_delayed()
+    ]
+    while len(parts) > 1:  # a tree of sums: no task holds more than two histograms
+        parts = [
+            delayed(np.add)(parts[i], parts[i + 1]) if i + 1 < len(parts) else parts[i]
+            for i in range(0, len(parts), 2)
+        ]
+    counts: np.ndarray = parts[0].compute()
+    curve = np.array([average_precision_binned(c[0], c[1]) for c in counts])
+    return checkpoints(booster.num_trees(), every), curve
+
+
+def best_n_trees(trees: Sequence[int], curve: Sequence[float], *, patience: int) -> int:
+    """The number of trees early stopping on this validation curve would keep.
+
+    `curve[c]` is the metric (higher is better) after `trees[c]` trees. As LightGBM's
+    early stopping: stop once `patience` more trees bring no improvement, keep the best
+    so far (all trees when the metric is never defined).
+    """
+    best, best_at = -np.inf, 0
+    for n, value in zip(trees, curve, strict=True):
+        if np.isfinite(value) and value > best:
+            best, best_at = float(value), int(n)
+        elif best_at and n - best_at >= patience:
+            break
+    return best_at or int(trees[-1])
+
+
+def default_n_estimators(overrides: Mapping[str, Any] | None) -> int:
+    """The number of trees a fit with these overrides grows at most."""
+    return int((overrides or {}).get("n_estimators", DEFAULT_PARAMS["n_estimators"]))

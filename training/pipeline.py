@@ -79,23 +79,42 @@ def observable_as_ofs(
     tables: RawTables, config: TrainingConfig, *, start: date | None = None, end: date | None = None
 ) -> list[date]:
     """Weekly as_of dates in school weeks whose label window closes inside the export."""
-    last = observed_until(tables)
-    days = weekly_as_ofs(
-        school_days(tables),
+    return observable_weeks(
+        school_days(tables), observed_until(tables), config, start=start, end=end
+    )
+
+
+def observable_weeks(
+    days: Sequence[date],
+    last: date,
+    config: TrainingConfig,
+    *,
+    start: date | None = None,
+    end: date | None = None,
+) -> list[date]:
+    """`observable_as_ofs` from the export's school days and its last school day (what a
+    partitioned export gives without holding its tables in one process)."""
+    weeks = weekly_as_ofs(
+        list(days),
         every_days=config.as_of_every_days,
         weekday=config.as_of_weekday,
         start=start,
         end=end,
     )
     if config.horizon_to_enrolment_end:
-        return [d for d in days if d <= last]
-    return [d for d in days if d + config.horizon <= last + timedelta(days=1)]
+        return [d for d in weeks if d <= last]
+    return [d for d in weeks if d + config.horizon <= last + timedelta(days=1)]
 
 
 def default_test_from(as_ofs: Sequence[date], tables: RawTables) -> date:
     """The first as_of of the last school year that has observable as_ofs; when that leaves
     too little to train on, the as_of at 70 % of the observable period."""
-    years = sorted(int(y) for y in tables.enrolments["school_year"].unique())
+    return default_test_from_years(as_ofs, tables.enrolments["school_year"].unique())
+
+
+def default_test_from_years(as_ofs: Sequence[date], school_years: Any) -> date:
+    """`default_test_from` given the export's enrolment school years."""
+    years = sorted({int(y) for y in school_years})
     for year in reversed(years):
         start = date(year, 8, 1)
         later = [d for d in as_ofs if d >= start]
@@ -139,17 +158,20 @@ def make_split(
     )
 
 
-def prepare(tables: RawTables, config: TrainingConfig, on_step: StepCallback = _noop) -> Prepared:
-    """Weekly as_ofs, the split, labelled snapshots and the feature contract."""
-    as_ofs = observable_as_ofs(tables, config)
+def choose_split(
+    as_ofs: Sequence[date], school_years: Any, config: TrainingConfig
+) -> Split | CohortSplit:
+    """The split of the observable weekly `as_ofs` that `config` asks for (the test window
+    from `config.train_until`, by default the start of the last school year), or a
+    ValueError saying what the export lacks."""
     if len(as_ofs) < 12:
         raise ValueError(
             f"the export covers only {len(as_ofs)} weeks with observable "
             f"{config.horizon_days}-day outcomes; training needs at least 12"
         )
-    test_from = config.train_until or default_test_from(as_ofs, tables)
+    test_from = config.train_until or default_test_from_years(as_ofs, school_years)
     try:
-        split = make_split(as_ofs, config, test_from=test_from, test_to=config.test_to)
+        return make_split(as_ofs, config, test_from=test_from, test_to=config.test_to)
     except ValueError as exc:
         raise ValueError(
             f"{exc} The export's observable weeks run {as_ofs[0]} .. {as_ofs[-1]}; training "
@@ -157,7 +179,19 @@ def prepare(tables: RawTables, config: TrainingConfig, on_step: StepCallback = _
             "calibration period and the test window (export more school years, or move the "
             "test window with --train-until)."
         ) from exc
-    used = sorted({*split.train_as_ofs, *split.calibration_as_ofs, *split.test_as_ofs})
+
+
+def used_as_ofs(split: Split | CohortSplit) -> list[date]:
+    """Every as_of the split trains, calibrates or tests on, sorted."""
+    return sorted({*split.train_as_ofs, *split.calibration_as_ofs, *split.test_as_ofs})
+
+
+def prepare(tables: RawTables, config: TrainingConfig, on_step: StepCallback = _noop) -> Prepared:
+    """Weekly as_ofs, the split, labelled snapshots and the feature contract."""
+    split = choose_split(
+        observable_as_ofs(tables, config), tables.enrolments["school_year"].unique(), config
+    )
+    used = used_as_ofs(split)
     on_step(f"building snapshots for {len(used)} weekly as_of dates")
     frame = labelled_snapshots(
         tables,
@@ -229,7 +263,19 @@ def score_and_audit(
 ) -> tuple[pd.DataFrame, EvaluationResult, pd.DataFrame]:
     """Score labelled test rows with the model, the baselines and the served list; evaluate
     them at capacity; audit the model's flags by group. Returns (scores, evaluation, audit)."""
-    scores = score_frame(fitted, test)
+    return audit_scores(
+        with_groups(score_frame(fitted, test), students), capacity_share=capacity_share
+    )
+
+
+def audit_scores(
+    scores: pd.DataFrame, *, capacity_share: float
+) -> tuple[pd.DataFrame, EvaluationResult, pd.DataFrame]:
+    """Evaluate `score_frame`'s columns at capacity and audit the model's flags by the
+    fairness groups (`with_groups`' columns, already attached). Needs only ids, label,
+    scores and groups, not features, so the Dask path collects just these.
+    Returns (scores with ``flagged``, evaluation, audit)."""
+    scores = scores.copy()
     evaluation = evaluate_scores(
         scores,
         score_columns=[MODEL, *BASELINES, *([SERVED] if SERVED in scores.columns else [])],
@@ -237,7 +283,6 @@ def score_and_audit(
         probability_columns=[MODEL, *BASELINES],
     )
     scores["flagged"] = flag_top_k(scores, score=MODEL, share=capacity_share)
-    scores = with_groups(scores, students)
     groups = [g for g in DEFAULT_GROUPS if g in scores.columns and scores[g].notna().any()]
     audit = fairness_audit(scores, flagged="flagged", label="label", groups=groups)
     return scores, evaluation, audit
@@ -247,6 +292,11 @@ def precision_at_k_of(model: Any, test_frame: pd.DataFrame, share: float) -> flo
     """Precision@k of any RiskModel on labelled test rows (for champion comparisons)."""
     scored = test_frame.loc[:, ["student_id", "as_of", "school_id", "class_id", "label"]].copy()
     scored["candidate"] = model.risk_scores(test_frame)
+    return precision_at_k_scored(scored, share)
+
+
+def precision_at_k_scored(scored: pd.DataFrame, share: float) -> float:
+    """Precision@k of a ``candidate`` score column beside ids and label."""
     result = evaluate_scores(scored, score_columns=["candidate"], capacity_share=share)
     return float(result["candidate"].summary["precision_at_k"])
 
@@ -303,22 +353,25 @@ def _shap_summary_figure(model: Any, test_frame: pd.DataFrame, seed: int) -> Any
     return figure
 
 
+ChampionPrecision = Callable[[Any], float]
+
+
 def _choose_alias(
     client: Any,
     store: track.Store,
     outcome: Outcome,
-    test_frame: pd.DataFrame,
-    share: float,
+    champion_precision: ChampionPrecision,
 ) -> tuple[str, str, float | None]:
     """champion if the new model beats the current champion on this test window by
-    precision@k (or there is none / it cannot score this data); challenger otherwise."""
+    precision@k (or there is none / it cannot score this data); challenger otherwise.
+    `champion_precision(model)` is a model's precision@k on the same test rows."""
     new_p = float(outcome.evaluation[MODEL].summary["precision_at_k"])
     current = track.alias_version(client, store.model_name, track.CHAMPION)
     if current is None:
         return track.CHAMPION, "no champion yet", None
     try:
         champion, version = track.load_risk_model(store.model_name, track.CHAMPION)
-        old_p = precision_at_k_of(champion, test_frame, share)
+        old_p = champion_precision(champion)
     except ContractMismatch as exc:
         return (
             track.CHAMPION,
@@ -352,11 +405,49 @@ def run_experiment(
     prepared = prepare(tables, config, on_step)
     outcome = fit_and_evaluate(tables, prepared, config, on_step)
     test_frame = prepared.frames().test
+    return log_and_register(
+        outcome,
+        config,
+        store=store,
+        split=prepared.split,
+        contract=prepared.contract,
+        snapshot_columns=prepared.frame.head(0),
+        test_sample=test_frame,
+        champion_precision=lambda model: precision_at_k_of(
+            model, test_frame, config.capacity_share
+        ),
+        digest=fingerprint(tables),
+        started=started,
+        on_step=on_step,
+    )
+
+
+def log_and_register(
+    outcome: Outcome,
+    config: TrainingConfig,
+    *,
+    store: track.Store,
+    split: Split | CohortSplit,
+    contract: FeatureContract,
+    snapshot_columns: pd.DataFrame,
+    test_sample: pd.DataFrame,
+    champion_precision: ChampionPrecision,
+    digest: str,
+    started: float,
+    on_step: StepCallback = _noop,
+    tags: dict[str, str] | None = None,
+) -> TrainResult:
+    """Log a fitted and evaluated split to MLflow, register the model, and give it the
+    alias it earns (`_choose_alias`). Shared by the in-memory and the Dask pipeline.
+
+    `snapshot_columns` is any frame with the labelled snapshot's columns (the feature
+    catalog is logged from it); `test_sample` holds labelled test rows for the SHAP summary
+    (up to 2,000 of them are drawn) and the input example; `champion_precision` scores the
+    current champion on the whole test window; `started` is the `time.perf_counter()` at
+    which the run began."""
     client = track.connect(store)
-    digest = fingerprint(tables)
     on_step("logging the run and the model to MLflow")
     with mlflow.start_run() as run:
-        split = prepared.split
         mlflow.log_params(
             {
                 **{k: v for k, v in config.model_dump(mode="json").items() if k != "gbm"},
@@ -364,7 +455,7 @@ def run_experiment(
                 "best_iteration": outcome.fitted.best_iteration,
                 "data_fingerprint": digest,
                 "catalog_version": CATALOG_VERSION,
-                "n_features": len(prepared.contract.feature_names),
+                "n_features": len(contract.feature_names),
                 "train_from": split.train_as_ofs[0].isoformat(),
                 "train_to": split.train_as_ofs[-1].isoformat(),
                 "split": config.split,
@@ -375,12 +466,12 @@ def run_experiment(
                 **{f"rows.{k}": v for k, v in outcome.n_rows.items()},
             }
         )
-        mlflow.set_tags({"data_fingerprint": digest, "baoxue.kind": "train"})
+        mlflow.set_tags({"data_fingerprint": digest, "baoxue.kind": "train", **(tags or {})})
         _log_metrics(outcome.evaluation)
         track.log_json(outcome.evaluation.to_dict(), "evaluation.json")
         track.log_frame(outcome.fairness, "fairness.csv")
         track.log_json(outcome.disparities, "fairness_disparities.json")
-        track.log_json([s.__dict__ for s in catalog_for(prepared.frame)], "feature_catalog.json")
+        track.log_json([s.__dict__ for s in catalog_for(snapshot_columns)], "feature_catalog.json")
         scores = outcome.test_scores
         figures = {
             "pr_curves": plot_pr_curves(
@@ -391,19 +482,17 @@ def run_experiment(
             ),
             "fairness": plot_fairness(outcome.fairness),
             "shap_summary": _shap_summary_figure(
-                outcome.fitted.risk_model, test_frame, config.seed
+                outcome.fitted.risk_model, test_sample, config.seed
             ),
         }
         track.log_figures(figures)
-        example = test_frame.loc[
-            :, ["student_id", "as_of", "school_id", "class_id", *prepared.contract.feature_names]
+        example = test_sample.loc[
+            :, ["student_id", "as_of", "school_id", "class_id", *contract.feature_names]
         ].head(5)
         _, version = track.log_risk_model(
             outcome.fitted.risk_model, input_example=example, model_name=store.model_name
         )
-        alias, reason, old_p = _choose_alias(
-            client, store, outcome, test_frame, config.capacity_share
-        )
+        alias, reason, old_p = _choose_alias(client, store, outcome, champion_precision)
         track.set_alias(client, store.model_name, alias, version)
         mlflow.set_tags({"baoxue.alias": alias, "baoxue.alias_reason": reason})
         if old_p is not None:
@@ -418,7 +507,7 @@ def run_experiment(
         evaluation=outcome.evaluation,
         fairness=outcome.fairness,
         disparities=outcome.disparities,
-        split=prepared.split,
+        split=split,
         n_rows=outcome.n_rows,
         train_seconds=seconds,
         fingerprint=digest,
