@@ -349,11 +349,9 @@ def train(
             optuna_seconds=optuna_seconds,
         )
         if settings.compute.backend == "dask":
-            typer.echo(
-                "note: compute.backend is dask, but baoxue train still trains in this process;"
-                " lightgbm.dask training is in training/distributed.py (docs/dask.md)",
-                err=True,
-            )
+            result = _train_on_dask(settings, export_dir, config)
+            _print_train_result(result, config)
+            return
         with step(f"reading and validating {export_dir}"):
             tables = _load(export_dir)
         progress = Progress(5, "training")
@@ -364,6 +362,34 @@ def train(
         _print_train_result(result, config)
 
     run_guarded(body)
+
+
+def _train_on_dask(settings: Settings, export_dir: Path, config: Any) -> Any:
+    """`baoxue train` with compute.backend = "dask": the export is split by school and
+    trained on the cluster (training/distributed_pipeline.py, docs/dask.md)."""
+    from serving.services.distributed_scoring import dask_client
+    from training.distributed_pipeline import run_experiment_dask
+
+    if not export_dir.is_dir():
+        raise CommandFailed(f"{export_dir} is not a folder (expected an export folder)")
+    compute = settings.compute
+    base = compute.partitions_dir or settings.paths.home / "partitions"
+    # beside the weekly batch's partitions, which a scheduled run may replace meanwhile
+    parts_dir = base.with_name(f"{base.name}-train")
+    progress = Progress(5, "training on Dask")
+    try:
+        with dask_client(compute) as client:
+            return run_experiment_dask(
+                export_dir,
+                config,
+                store=_store(settings),
+                client=client,
+                parts_dir=parts_dir,
+                schools_per_partition=compute.schools_per_partition,
+                on_step=progress,
+            )
+    finally:
+        progress.close()
 
 
 def _print_train_result(result: Any, config: Any) -> None:
