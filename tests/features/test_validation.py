@@ -9,17 +9,20 @@ from pathlib import Path
 import hypothesis.strategies as st
 import numpy as np
 import pandas as pd
+import pandera.pandas as pandera
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from features.schemas import KEYS
+from features.schemas import KEYS, schema
 from features.sources import load_export
 from features.tables import COLUMNS, OPTIONAL_COLUMNS, REQUIRED_TABLES
 from features.validation import (
     InputTableError,
     Violation,
     mask_finding,
+    passes_schema,
     to_error,
+    typed,
     validate_tables,
 )
 from tests.features.export_factory import build_tables, write_valid_export
@@ -197,3 +200,70 @@ def test_many_bad_cells_are_counted_not_materialised(tmp_path: Path) -> None:
     assert counts["duplicate_key"] == rows - 1
     assert len(caught.value.violations) <= 200
     assert "  ... and 4,980 more" in caught.value.report()
+
+
+# ------------------------------------------------------- the cheap pre-check vs pandera
+
+
+def _pandera_passes(name: str, frame: pd.DataFrame) -> bool:
+    try:
+        schema(name).validate(frame, lazy=True)
+    except pandera.errors.SchemaErrors:
+        return False
+    return True
+
+
+def _typed_tables() -> dict[str, pd.DataFrame]:
+    tables = build_tables()
+    out = {}
+    for name in REQUIRED_TABLES:
+        frame = getattr(tables, name)
+        if name == "students" and frame["ethnic_minority"].isna().any():
+            frame = frame.assign(ethnic_minority=frame["ethnic_minority"].fillna(False))
+        out[name] = typed(name, frame[list(COLUMNS[name])])
+    return out
+
+
+def test_clean_tables_pass_the_pre_check_so_pandera_is_not_run() -> None:
+    for name, frame in _typed_tables().items():
+        assert _pandera_passes(name, frame), name
+        assert passes_schema(schema(name), frame), name
+
+
+def _broken(name: str, frame: pd.DataFrame, how: str, column: str) -> pd.DataFrame | None:
+    out = frame.copy()
+    dtype = str(out[column].dtype)
+    if how == "missing":
+        out[column] = out[column].astype(object)
+        out.loc[out.index[0], column] = None
+    elif how == "object":
+        out[column] = out[column].astype(object)
+    elif how == "low" and dtype in ("int64", "float64"):
+        out.loc[out.index[0], column] = -5
+    elif how == "high" and dtype in ("int64", "float64"):
+        out.loc[out.index[-1], column] = 10**6
+    elif how == "code" and dtype == "str":
+        out.loc[out.index[0], column] = "#junk"
+    elif how == "duplicate":
+        out = pd.concat([out, out.iloc[[0]]], ignore_index=True)
+    elif how == "extra":
+        out["extra"] = 1
+    else:
+        return None
+    return out
+
+
+@pytest.mark.parametrize("how", ["missing", "object", "low", "high", "code", "duplicate", "extra"])
+def test_the_pre_check_never_passes_a_frame_pandera_rejects(how: str) -> None:
+    rejected = 0
+    for name, frame in _typed_tables().items():
+        for column in frame.columns:
+            broken = _broken(name, frame, how, column)
+            if broken is None:
+                continue
+            if not _pandera_passes(name, broken):
+                rejected += 1
+                assert not passes_schema(schema(name), broken), (name, column, how)
+            elif how == "object":  # pandera coerces it; the pre-check leaves that to pandera
+                assert not passes_schema(schema(name), broken), (name, column, how)
+    assert rejected > 0 or how == "object"
