@@ -905,11 +905,10 @@ def score(
     export is split by school and scored on the Dask cluster (docs/dask.md).
     """
     from serving.registry import NoChampionModel
-    from serving.services.weekly_lists import run_weekly_job
+    from serving.services.distributed_scoring import weekly_job
 
     settings = _settings()
-    if settings.compute.backend == "dask":
-        from serving.services.distributed_scoring import run_weekly_job_dask as run_weekly_job
+    run_weekly_job = weekly_job(settings)  # in this process, or on Dask (compute.backend)
 
     def body() -> None:
         day = as_of.date() if as_of else last_monday(date.today())

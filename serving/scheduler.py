@@ -1,6 +1,7 @@
 """The weekly run inside the service: once a week at `weekly_run_hour` on
 `weekly_run_weekday` (settings; off when the weekday is unset), reload the champion
-alias, then score the export and write the lists (`weekly_lists.run_weekly_job`).
+alias, then score the export and write the lists (`distributed_scoring.weekly_job`: in
+this process, or on the Dask cluster when ``compute.backend`` is ``dask``).
 
 The decision "is a run due?" is a pure function of the clock, the schedule and when
 the last run started (`is_due`), so it is tested without threads or waiting. The thread
@@ -18,8 +19,8 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from serving.services.distributed_scoring import weekly_job
 from serving.services.retention import purge
-from serving.services.weekly_lists import run_weekly_job
 from serving.settings import Settings
 from serving.storage.queries import latest_run
 
@@ -120,10 +121,11 @@ class WeeklyScheduler:
         return True
 
     def run_once(self, as_of: dt.date) -> None:
-        """Reload the champion alias, then run the weekly job for `as_of`."""
+        """Reload the champion alias, then run the weekly job for `as_of` (in memory or on
+        Dask, as `compute.backend` says)."""
         try:
             self.reload_model()
-            result = run_weekly_job(
+            result = weekly_job(self.settings)(
                 self.settings,
                 export_dir=self.settings.paths.data,
                 as_of=as_of,

@@ -34,6 +34,7 @@ from serving.services.weekly_lists import (
     _ranks_in_school,
     _week_tiers,
     on_list,
+    run_weekly_job,
     store_week,
     weekly_rows,
 )
@@ -42,6 +43,8 @@ from serving.storage import queries
 from serving.storage.queries import WeeklyScoreIn
 
 logger = logging.getLogger(__name__)
+
+WeeklyJob = Callable[..., WeeklyRunResult]
 
 ROW_COLUMNS = {
     "student_id": "str",
@@ -233,3 +236,13 @@ def run_weekly_job_dask(
             )
     finally:
         engine.dispose()
+
+
+def weekly_job(settings: Settings) -> WeeklyJob:
+    """The weekly batch for these settings, called as
+    ``job(settings, export_dir=..., as_of=..., capacity=...)``: on the Dask cluster
+    (`run_weekly_job_dask`) when ``compute.backend`` is ``dask``, else in this process
+    (`weekly_lists.run_weekly_job`). `baoxue score` and the in-app scheduler both use it."""
+    if settings.compute.backend == "dask":
+        return run_weekly_job_dask
+    return run_weekly_job
