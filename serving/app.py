@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from serving.api.deps import LoginLimiter
 from serving.api.errors import CatchAllMiddleware, register_error_handlers
 from serving.api.routes import admin, auth, health, lists, model, risk, students
+from serving.audit import AuditWriter
 from serving.auth import secret_key
 from serving.pages import install as install_pages
 from serving.registry import ModelHolder, NoChampionModel
@@ -105,9 +106,9 @@ REGISTRY_CHECK_WAIT_S = 10.0
 """At shutdown, how long to wait for start-up's registry check still under way."""
 
 
-def _load_model(holder: ModelHolder) -> None:
+def _load_model(holder: ModelHolder, check_after_s: float) -> None:
     try:
-        holder.start()
+        holder.start(check_after_s=check_after_s)
     except NoChampionModel:
         logger.warning("starting without a model: scoring answers 503 until one is loaded")
 
@@ -121,9 +122,10 @@ def create_app(settings: Settings) -> FastAPI:
         engine = make_engine(settings.database_url)
         app.state.engine = engine
         app.state.sessions = session_factory(engine)
+        app.state.audit_writer = AuditWriter(app.state.sessions)
         app.state.secret_key = secret_key(settings.paths.home, settings.serving.secret_key)
         holder = ModelHolder.from_settings(settings)
-        _load_model(holder)
+        _load_model(holder, settings.serving.registry_check_after_s)
         app.state.models = holder
         scheduler = None
         if settings.serving.weekly_run_weekday is not None:
@@ -136,7 +138,8 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             if scheduler is not None:
                 scheduler.stop()
-            if not holder.wait_checked(REGISTRY_CHECK_WAIT_S):
+            app.state.audit_writer.close()
+            if not holder.stop(REGISTRY_CHECK_WAIT_S):
                 logger.warning("the registry check was still under way at shutdown")
             engine.dispose()
 

@@ -6,8 +6,10 @@
 - `ViewerDep`: the logged-in person, from the bearer token (401 JSON when missing,
   expired or tampered with; the user is looked up again, so deactivation bites at once).
 - `ModelDep`: the loaded champion model (503 JSON when none is loaded).
-- `AuditDep`: writes "who looked at which student, through which endpoint" in its own
-  short transaction, so the row survives a request that fails (e.g. a refused one).
+- `AuditDep`: writes "who looked at which student, through which endpoint": a read's row
+  through the app's `AuditWriter` (group commit, answered once committed), a write's row
+  in the request's transaction, a refused attempt's in a transaction of its own, so the
+  row survives the failed request.
 - `LoginLimiter`: failed logins per username and client address.
 """
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -24,13 +26,15 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from serving.api.errors import TooManyAttempts
-from serving.audit import record_access
+from serving.audit import AccessIn, AuditWriter, record_access
 from serving.auth import InvalidToken, Viewer, decode_access_token
 from serving.registry import LoadedModel, ModelHolder
 from serving.services.users import get_viewer as viewer_for_user
 from serving.settings import Settings
+from serving.storage.db import has_written
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False)
 
@@ -47,13 +51,43 @@ def get_sessions(request: Request) -> sessionmaker[Session]:
     return sessions
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """One session per request: commit after the route, roll back if it raised."""
-    with get_sessions(request).begin() as session:
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """One session per request: commit after the route, roll back if it raised.
+
+    Opening a session does no I/O (it connects on first use), so this runs on the event
+    loop; only a commit or rollback of a transaction the request began goes to the
+    thread pool. A read whose audit row went through the `AuditWriter` has already ended
+    its transaction, and costs no thread hand-over here at all.
+    """
+    session = get_sessions(request)()
+    try:
         yield session
+    except BaseException:
+        await run_in_threadpool(_finish, session, commit=False)
+        raise
+    if session.in_transaction():
+        await run_in_threadpool(_finish, session, commit=True)
+    else:
+        session.close()
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+def _finish(session: Session, *, commit: bool) -> None:
+    try:
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
+    finally:
+        session.close()
+
+
+async def _app_settings(request: Request) -> Settings:
+    # Dependencies that only read app.state are `async`: FastAPI runs a plain `def`
+    # dependency in its thread pool, a hand-over that costs more than the work here.
+    return get_settings(request)
+
+
+SettingsDep = Annotated[Settings, Depends(_app_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
@@ -72,15 +106,16 @@ def get_viewer(
 ViewerDep = Annotated[Viewer, Depends(get_viewer)]
 
 
-def get_holder(request: Request) -> ModelHolder:
+async def get_holder(request: Request) -> ModelHolder:
     """The app's model holder."""
     holder: ModelHolder = request.app.state.models
     return holder
 
 
-def get_model(request: Request) -> LoadedModel:
+async def get_model(request: Request) -> LoadedModel:
     """The loaded champion; `NoChampionModel` (503) when the service has none."""
-    return get_holder(request).require()
+    holder: ModelHolder = request.app.state.models
+    return holder.require()
 
 
 HolderDep = Annotated[ModelHolder, Depends(get_holder)]
@@ -104,16 +139,21 @@ class AccessEntry:
 class Auditor:
     """Writes the audit rows of one request.
 
-    A successful access is recorded in the request's own transaction (it commits with
-    whatever the route wrote). A refused or failed attempt is recorded after rolling the
-    request's transaction back, in a short transaction of its own, so the row survives
-    the failed request (and, on SQLite, never waits on the request's own write lock).
+    A successful write is recorded in the request's own transaction (it commits with
+    whatever the route wrote). A successful read (``in_transaction=False``, with a
+    `writer`) is recorded by the app's `AuditWriter`, which commits it with the other
+    requests' rows before the route returns. A refused or failed attempt is recorded
+    after rolling the request's transaction back, in a transaction of its own (the
+    writer's, or a short one here), so the row survives the failed request (and, on
+    SQLite, never waits on the request's own write lock).
     """
 
     session: Session
     sessions: sessionmaker[Session]
     viewer: Viewer
     action: str
+    writer: AuditWriter | None = None
+    in_transaction: bool = True
 
     @contextmanager
     def access(
@@ -131,15 +171,34 @@ class Auditor:
         except Exception as exc:
             code = getattr(exc, "code", type(exc).__name__)
             self.session.rollback()
-            with self.sessions.begin() as own:
-                for attempted in entry.attempted or [student_id]:
-                    self._write(own, attempted, entry.school_id, f"{self.action} -> {code}")
+            action = f"{self.action} -> {code}"[:128]
+            rows = [
+                AccessIn.of(self.viewer, attempted, action, entry.school_id)
+                for attempted in entry.attempted or [student_id]
+            ]
+            if self.writer is not None:
+                self.writer.record(rows)
+            else:
+                with self.sessions.begin() as own:
+                    for row in rows:
+                        self._write(own, row.student_id, row.school_id, row.action)
             raise
         if on_success:
-            self._write(self.session, student_id, entry.school_id, self.action)
+            self.record([student_id], entry.school_id)
 
-    def record(self, student_ids: list[str], school_id: str | None = None) -> None:
+    def record(self, student_ids: list[str | None], school_id: str | None = None) -> None:
         """Record one access per student (e.g. every student of a scoring request)."""
+        # A transaction that has written may hold SQLite's write lock, which the
+        # writer's thread would then wait for: such a request audits in its own.
+        if self.writer is not None and not self.in_transaction and not has_written(self.session):
+            # End the read-only transaction first: its pooled connection goes back before
+            # this thread waits for the writer, which needs one (the pool is finite).
+            self.session.commit()
+            action = self.action[:128]
+            self.writer.record(
+                [AccessIn.of(self.viewer, s, action, school_id) for s in student_ids]
+            )
+            return
         for student_id in student_ids:
             self._write(self.session, student_id, school_id, self.action)
 
@@ -149,10 +208,31 @@ class Auditor:
         record_access(session, self.viewer, student_id, action[:128], school_id)
 
 
-def get_auditor(request: Request, session: SessionDep, viewer: ViewerDep) -> Auditor:
+READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+def get_audit_writer(request: Request) -> AuditWriter | None:
+    """The app's group-commit audit writer (None outside a started app)."""
+    return getattr(request.app.state, "audit_writer", None)
+
+
+def make_auditor(request: Request, session: Session, viewer: Viewer, action: str) -> Auditor:
+    """An auditor for this request: reads audited through the app's writer, writes in
+    the request's transaction."""
+    return Auditor(
+        session,
+        get_sessions(request),
+        viewer,
+        action,
+        writer=get_audit_writer(request),
+        in_transaction=request.method not in READ_METHODS,
+    )
+
+
+async def get_auditor(request: Request, session: SessionDep, viewer: ViewerDep) -> Auditor:
     """An auditor naming the endpoint as its method and route template."""
     route = getattr(request.scope.get("route"), "path", request.url.path)
-    return Auditor(session, get_sessions(request), viewer, f"{request.method} {route}")
+    return make_auditor(request, session, viewer, f"{request.method} {route}")
 
 
 AuditDep = Annotated[Auditor, Depends(get_auditor)]
@@ -203,7 +283,7 @@ class LoginLimiter:
         return failures
 
 
-def get_login_limiter(request: Request) -> LoginLimiter:
+async def get_login_limiter(request: Request) -> LoginLimiter:
     """The app's login limiter."""
     limiter: LoginLimiter = request.app.state.login_limiter
     return limiter

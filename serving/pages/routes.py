@@ -19,7 +19,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 
 from features.tables import INTERVENTION_KINDS, OUTCOMES, ROLES
-from serving.api.deps import Auditor, SessionDep, get_sessions, get_settings
+from serving.api.deps import Auditor, SessionDep, get_settings, make_auditor
 from serving.api.errors import TooManyAttempts
 from serving.audit import record_access
 from serving.auth import AuthError, Forbidden, InvalidCredentials, NotYourStudent, Viewer
@@ -116,7 +116,7 @@ def error_page(
 
 
 def _auditor(request: Request, session: SessionDep, viewer: Viewer, action: str) -> Auditor:
-    return Auditor(session, get_sessions(request), viewer, action)
+    return make_auditor(request, session, viewer, action)
 
 
 def _refusal(request: Request, error: Exception, viewer: Viewer) -> HTMLResponse:

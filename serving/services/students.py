@@ -93,11 +93,13 @@ def _not_found() -> StudentNotFound:
     return StudentNotFound("We have no record of this student.")
 
 
-def locate(session: Session, student_id: str) -> Place:
-    """The student's school, class and grade; `StudentNotFound` if we have no record."""
-    history = queries.score_history(session, student_id)
-    if history:
-        last = history[-1]
+def locate(
+    session: Session, student_id: str, latest: queries.WeeklyScoreRow | None = None
+) -> Place:
+    """The student's school, class and grade (from `latest`, their newest stored score,
+    when the caller has it); `StudentNotFound` if we have no record."""
+    last = latest or queries.latest_score(session, student_id)
+    if last is not None:
         return Place(last.school_id, last.class_id, last.grade_level)
     interventions = queries.interventions_for(session, student_id)
     if interventions:
@@ -145,10 +147,10 @@ def student_record(session: Session, viewer: Viewer, student_id: str) -> Student
     Raises `Forbidden` (researcher), `StudentNotFound`, or `NotYourStudent`.
     """
     check_individual_access(viewer)
-    place = locate(session, student_id)
-    viewer.check_can_see(place.school_id, place.class_id)
     history = tuple(queries.score_history(session, student_id))
     current = history[-1] if history else None
+    place = locate(session, student_id, current)
+    viewer.check_can_see(place.school_id, place.class_id)
     ladder = None
     if current is not None:
         level = current.escalation_level
@@ -213,10 +215,10 @@ def add_feedback(
     place = locate(session, student_id)
     viewer.check_can_see(place.school_id, place.class_id)
     if as_of is None:
-        history = queries.score_history(session, student_id)
-        if not history:
+        latest = queries.latest_score(session, student_id)
+        if latest is None:
             raise StudentNotFound("This student has no weekly score to give feedback on.")
-        as_of = history[-1].as_of
+        as_of = latest.as_of
     row = queries.add_feedback(
         session,
         queries.FeedbackIn(student_id=student_id, as_of=as_of, kind=kind, comment=comment),

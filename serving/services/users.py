@@ -227,11 +227,31 @@ def authenticate(session: Session, username: str, password: str) -> Viewer:
 
 
 def get_viewer(session: Session, user_id: int) -> Viewer:
-    """The viewer for a token's user id; `InvalidCredentials` if gone or deactivated."""
-    user = session.get(User, user_id)
-    if user is None or not user.active:
+    """The viewer for a token's user id; `InvalidCredentials` if gone or deactivated.
+
+    Every authenticated request asks this, so it is one plain query (the user joined to
+    their classes), not an ORM load of the user and then of their classes."""
+    users, classes = User.__table__.c, UserClass.__table__.c
+    query = (
+        select(
+            users.id, users.username, users.role, users.school_id, users.staff_role,
+            users.active, classes.class_id,
+        )
+        .outerjoin(UserClass.__table__, classes.user_id == users.id)
+        .where(users.id == user_id)
+    )  # fmt: skip
+    rows = session.execute(query).all()
+    if not rows or not rows[0].active:
         raise InvalidCredentials("This account no longer exists or was deactivated.")
-    return _viewer(user)
+    first = rows[0]
+    return Viewer(
+        user_id=first.id,
+        username=first.username,
+        role=first.role,
+        school_id=first.school_id,
+        class_ids=frozenset(r.class_id for r in rows if r.class_id is not None),
+        staff_role=first.staff_role,
+    )
 
 
 def get_user(session: Session, username: str) -> UserRow:

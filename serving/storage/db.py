@@ -93,9 +93,40 @@ def make_engine(url: str | URL, *, echo: bool = False) -> Engine:
     return engine
 
 
+WROTE = "baoxue.wrote"
+
+
+def _mark_flush(session: Session, _context: Any) -> None:
+    session.info[WROTE] = True
+
+
+def _mark_statement(state: Any) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        state.session.info[WROTE] = True
+
+
+def _forget_writes(session: Session, transaction: Any) -> None:
+    if transaction.parent is None:
+        session.info.pop(WROTE, None)
+
+
 def session_factory(engine: Engine) -> sessionmaker[Session]:
-    """Sessions bound to `engine`; objects stay readable after commit."""
-    return sessionmaker(bind=engine, expire_on_commit=False)
+    """Sessions bound to `engine`; objects stay readable after commit.
+
+    Each session remembers whether its current transaction has written (`has_written`),
+    so code that would wait on another connection's write (the audit writer) can tell
+    whether this transaction may itself hold the database's write lock.
+    """
+    sessions = sessionmaker(bind=engine, expire_on_commit=False)
+    event.listen(sessions, "after_flush", _mark_flush)
+    event.listen(sessions, "do_orm_execute", _mark_statement)
+    event.listen(sessions, "after_transaction_end", _forget_writes)
+    return sessions
+
+
+def has_written(session: Session) -> bool:
+    """Whether `session`'s transaction has written (or has changes waiting to flush)."""
+    return bool(session.info.get(WROTE) or session.new or session.dirty or session.deleted)
 
 
 def alembic_config() -> Config:

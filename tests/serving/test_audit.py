@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
+import time
 
 import pytest
+from sqlalchemy import event, text
+from sqlalchemy.exc import OperationalError
 
-from serving.audit import purge_older_than, recent_access, record_access
+from serving.audit import AccessIn, AuditWriter, purge_older_than, recent_access, record_access
 from serving.auth import Viewer
 from serving.services.users import add_user
 from serving.storage import queries as q
@@ -130,3 +134,82 @@ def test_logs_carry_counts_and_run_ids_never_students_or_notes(
     text = "\n".join(record.getMessage() for record in caplog.records)
     assert f"score run {run.id}" in text and "stored 1 scores" in text
     assert "STU-4711" not in text and secret_note not in text and "long enough" not in text
+
+
+# -- the group-commit writer that reads are audited through -------------------------------
+
+
+def _count_commits(engine) -> list[int]:
+    commits: list[int] = []
+    event.listen(engine, "commit", lambda conn: commits.append(1))
+    return commits
+
+
+def test_writer_commits_concurrent_readers_rows_together(db_engine, db_sessions, viewers) -> None:
+    li, _ = viewers
+    writer = AuditWriter(db_sessions)
+    n_threads = 12
+    waiting = threading.Semaphore(0)
+    first_commit_may_go = threading.Event()
+    hold_first = [True]
+
+    def hold(conn) -> None:
+        # the writer's first transaction waits until every other reader is queued, so the
+        # second transaction must carry all of their rows
+        if hold_first[0]:
+            hold_first[0] = False
+            first_commit_may_go.wait(10)
+
+    event.listen(db_engine, "commit", hold)
+    commits = _count_commits(db_engine)
+
+    def read(i: int) -> None:
+        waiting.release()
+        writer.record([AccessIn.of(li, f"S{i}", "GET /v1/students/{student_id}", "A")])
+
+    first = threading.Thread(target=read, args=(0,))
+    first.start()
+    assert waiting.acquire(timeout=5)
+    time.sleep(0.2)  # the first row's transaction is now waiting in `hold`
+    others = [threading.Thread(target=read, args=(i,)) for i in range(1, n_threads)]
+    for t in others:
+        t.start()
+    for _ in others:
+        assert waiting.acquire(timeout=5)
+    time.sleep(0.3)  # each has put its row in the queue
+    first_commit_may_go.set()
+    for t in [first, *others]:
+        t.join(10)
+    writer.close()
+    with db_sessions() as session:
+        rows = recent_access(session, limit=100)
+    assert sorted(r.student_id for r in rows) == sorted(f"S{i}" for i in range(n_threads))
+    assert len(commits) == 2  # 12 readers, two transactions
+
+
+def test_writer_returns_only_after_the_row_is_committed(db_sessions, viewers) -> None:
+    li, _ = viewers
+    writer = AuditWriter(db_sessions)
+    writer.record([AccessIn.of(li, "S9", "GET /students/{id}", "A")])
+    with db_sessions() as session:  # another connection sees it at once
+        assert [r.student_id for r in recent_access(session)] == ["S9"]
+    writer.close()
+    writer.record([AccessIn.of(li, "S10", "GET /students/{id}", "A")])  # after close: inline
+    with db_sessions() as session:
+        assert [r.student_id for r in recent_access(session)] == ["S10", "S9"]
+
+
+def test_writer_raises_the_commit_error_in_the_reader(db_engine, db_sessions, viewers) -> None:
+    li, _ = viewers
+    with db_engine.begin() as conn:
+        conn.execute(text("DROP TABLE audit_log"))
+    writer = AuditWriter(db_sessions)
+    with pytest.raises(OperationalError):
+        writer.record([AccessIn.of(li, "S1", "GET /students/{id}", "A")])
+    writer.close()
+
+
+def test_an_action_longer_than_the_column_is_refused(viewers) -> None:
+    li, _ = viewers
+    with pytest.raises(ValueError, match="1 to 128"):
+        AccessIn.of(li, "S1", "x" * 129, "A")

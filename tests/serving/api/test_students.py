@@ -158,3 +158,27 @@ def test_every_read_writes_one_audit_row(client, auth):
         ("STU-B1", READ + " -> not_your_student")
     ]
     assert {r.username for r in rows} == {"admin_a"}
+
+
+def test_concurrent_reads_and_writes_are_all_answered_and_audited(client, auth):
+    """Sixteen readers and a writer at once: reads go through the group-commit audit
+    writer, the visits through their own transactions; nothing is lost or refused."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def read(_: int) -> int:
+        return client.get("/v1/students/STU-A1", headers=auth["admin_a"]).status_code
+
+    def visit(_: int) -> int:
+        response = client.post(
+            "/v1/students/STU-A1/interventions", json=VISIT, headers=auth["admin_a"]
+        )
+        return response.status_code
+
+    with ThreadPoolExecutor(16) as pool:
+        jobs = [pool.submit(visit if i % 8 == 7 else read, i) for i in range(72)]
+        codes = [job.result() for job in jobs]
+    assert [c for i, c in enumerate(codes) if i % 8 != 7] == [200] * 63
+    assert [c for i, c in enumerate(codes) if i % 8 == 7] == [201] * 9
+    rows = audit_rows(client)
+    assert sum(r.action == READ for r in rows) == 63
+    assert sum(r.action == "POST /v1/students/{student_id}/interventions" for r in rows) == 9
