@@ -623,6 +623,12 @@ def retrain(
     def body() -> None:
         parsed = parse_term(term)
         config = _training_config(settings, config_file, horizon_days=horizon)
+        if settings.compute.backend == "dask":
+            typer.echo(
+                "note: compute.backend is dask, but baoxue retrain still trains in this "
+                "process (baoxue train trains on Dask; docs/dask.md)",
+                err=True,
+            )
         with step(f"reading and validating {export_dir}"):
             tables = _load(export_dir)
         progress = Progress(5, f"retraining for term {parsed}")
