@@ -287,6 +287,7 @@ class ModelHolder:
         self._current: LoadedModel | None = None
         self._message = "no model loaded yet"
         self._checker: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ModelHolder:
@@ -312,12 +313,14 @@ class ModelHolder:
             raise NoChampionModel(f"No model to score with: {message}.")
         return current
 
-    def start(self, *, check: bool = True) -> LoadedModel:
+    def start(self, *, check: bool = True, check_after_s: float = 0.0) -> LoadedModel:
         """Make a model current as soon as possible (the service's start-up).
 
         With a cached copy: serve it now (source ``cache``) and run `check_registry` in
-        a background thread (``check=False`` leaves that to the caller). Without one, or
-        with one that cannot be read: `load` from the registry now.
+        a background thread, `check_after_s` seconds later (so that it does not compete
+        with the first requests for the interpreter; ``check=False`` leaves the check to
+        the caller). Without a cache, or with one that cannot be read: `load` from the
+        registry now.
 
         Raises
         ------
@@ -341,7 +344,10 @@ class ModelHolder:
         logger.info("serving cached %s version %s", cached.name, cached.version)
         if check:
             self._checker = threading.Thread(
-                target=self.check_registry, name="baoxue-registry-check", daemon=True
+                target=self._check_later,
+                args=(check_after_s,),
+                name="baoxue-registry-check",
+                daemon=True,
             )
             self._checker.start()
         return cached
@@ -376,6 +382,10 @@ class ModelHolder:
             self._try_load()
             return self._changed(before)
 
+    def _check_later(self, delay_s: float) -> None:
+        if not self._stopping.wait(delay_s):
+            self.check_registry()
+
     def wait_checked(self, timeout: float | None = None) -> bool:
         """Wait for start's registry check; True when it is over (or none was started)."""
         checker = self._checker
@@ -383,6 +393,12 @@ class ModelHolder:
             return True
         checker.join(timeout)
         return not checker.is_alive()
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """At shutdown: cancel a registry check that has not begun, wait for one under
+        way. True when none is left running."""
+        self._stopping.set()
+        return self.wait_checked(timeout)
 
     def load(self) -> LoadedModel:
         """Load the champion (or the cache) now and make it current."""
