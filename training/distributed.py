@@ -102,12 +102,12 @@ def export_calendar(
     """Every school day of a partitioned export (sorted) and its enrolment school years,
     one task per partition: what `training.matrices.school_days` and the enrolments'
     ``school_year`` give for the whole export, without its tables in one process."""
-    import dask
+    from dask.base import compute
     from dask.delayed import delayed
 
     if not partitions:
         raise ValueError("no partitions to read")
-    parts = dask.compute(*[delayed(partition_calendar)(Path(parts_dir), p) for p in partitions])
+    parts = compute(*[delayed(partition_calendar)(Path(parts_dir), p) for p in partitions])  # type: ignore[no-untyped-call]
     days: set[dt.date] = set()
     years: set[int] = set()
     for part_days, part_years in parts:
@@ -318,7 +318,9 @@ def validation_curve_dask(
     return checkpoints(booster.num_trees(), every), curve
 
 
-def best_n_trees(trees: Sequence[int], curve: Sequence[float], *, patience: int) -> int:
+def best_n_trees(
+    trees: Sequence[int], curve: Sequence[float] | np.ndarray, *, patience: int
+) -> int:
     """The number of trees early stopping on this validation curve would keep.
 
     `curve[c]` is the metric (higher is better) after `trees[c]` trees. As LightGBM's

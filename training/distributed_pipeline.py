@@ -85,7 +85,7 @@ EARLY_STOPPING_MIN_POSITIVES = 5
 IDS = ["student_id", "as_of", "school_id", "class_id", "label"]
 
 
-class MarginModel(ClassifierMixin, BaseEstimator):
+class MarginModel(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     """A classifier whose decision function is a margin already computed: the ``margin``
     column of its input. It lets `models.calibration.fit_calibrator` calibrate margins
     that the workers computed, with the same scikit-learn code as in memory."""
@@ -180,7 +180,7 @@ def early_stopping_fold_dask(train: Any, *, horizon_days: int) -> tuple[Any, Any
     """`training.fit.early_stopping_fold` on rows held on the cluster: the last 30 % of
     the as_of dates validate, the inner rows are those whose label window closes before
     them; None when either side would hold fewer than 5 dropouts."""
-    import dask
+    from dask.base import compute
 
     dates = np.sort(train["as_of"].unique().compute().to_numpy())
     if len(dates) < EARLY_STOPPING_MIN_DATES:
@@ -189,7 +189,7 @@ def early_stopping_fold_dask(train: Any, *, horizon_days: int) -> tuple[Any, Any
     gap = pd.Timedelta(days=horizon_days)
     inner = train[train["as_of"] + gap <= first_valid]
     valid = train[train["as_of"] >= first_valid]
-    inner_pos, valid_pos = dask.compute(inner["label"].sum(), valid["label"].sum())
+    inner_pos, valid_pos = compute(inner["label"].sum(), valid["label"].sum())  # type: ignore[no-untyped-call]
     if inner_pos < EARLY_STOPPING_MIN_POSITIVES or valid_pos < EARLY_STOPPING_MIN_POSITIVES:
         return None
     return inner, valid
@@ -205,16 +205,16 @@ def _margins(part: pd.DataFrame, booster: Any, names: list[str]) -> pd.DataFrame
 def _gather(frame: Any, fn: Callable[..., pd.DataFrame], *args: Any) -> pd.DataFrame:
     """`fn(partition, *args)` on every partition of `frame` on the cluster; the (narrow)
     results concatenated here."""
-    import dask
+    from dask.base import compute
     from dask.delayed import delayed
 
-    parts = dask.compute(*[delayed(fn)(part, *args) for part in frame.to_delayed()])
+    parts = compute(*[delayed(fn)(part, *args) for part in frame.to_delayed()])  # type: ignore[no-untyped-call]
     return pd.concat(parts, ignore_index=True)
 
 
 def fit_models_dask(prepared: DaskPrepared, config: TrainingConfig, *, client: Any) -> FittedModels:
     """`training.fit.fit_models` with LightGBM on the cluster (see the module docstring)."""
-    import dask
+    from dask.base import compute
 
     contract = prepared.contract
     names = list(contract.feature_names)
@@ -259,7 +259,7 @@ def fit_models_dask(prepared: DaskPrepared, config: TrainingConfig, *, client: A
         order=calibration["as_of"].to_numpy(),
     )
     fit_seconds = time.perf_counter() - started
-    n_train, positives = dask.compute(prepared.train.shape[0], prepared.train["label"].sum())
+    n_train, positives = compute(prepared.train.shape[0], prepared.train["label"].sum())  # type: ignore[no-untyped-call]
     share = min(1.0, BASELINE_SAMPLE_ROWS / max(int(n_train), 1))
     sample_rows = prepared.train.loc[:, ["as_of", "student_id", "label", *names]]
     if share < 1.0:
@@ -303,12 +303,12 @@ def _candidate_scores(part: pd.DataFrame, model: Any) -> pd.DataFrame:
 def evaluate_dask(prepared: DaskPrepared, fitted: FittedModels, config: TrainingConfig) -> Outcome:
     """Score the test rows on the cluster, then evaluate and audit the narrow scores here
     (`training.pipeline.audit_scores`, as in memory)."""
-    import dask
+    from dask.base import compute
 
     raw = _gather(prepared.test, _test_scores, fitted)
     raw = raw.sort_values(["as_of", "student_id"], kind="stable").reset_index(drop=True)
     scores, evaluation, audit = audit_scores(raw, capacity_share=config.capacity_share)
-    n_train, train_pos, n_cal = dask.compute(
+    n_train, train_pos, n_cal = compute(  # type: ignore[no-untyped-call]
         prepared.train.shape[0], prepared.train["label"].sum(), prepared.calibration.shape[0]
     )
     return Outcome(
