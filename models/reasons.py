@@ -17,7 +17,7 @@ Pure: no I/O, no clock. Two independent outputs for a scored student:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -28,6 +28,9 @@ LOW_SCORE_SHARE = 0.6  # below this share of the maximum score a student is "beh
 HARDSHIP_FLAGS = ("poverty_registered", "dibao", "tekun")
 HARDSHIP_CODES = ("POVERTY", "DIBAO", "TEKUN", "HARDSHIP_MULTIPLE")
 GRADE_CODES = ("GRADES_LOW", "GRADES_FALLING", "SUBJECTS_FAILED", "GRADES_RANK_LOW")
+_HARDSHIP_CODES = frozenset(HARDSHIP_CODES)
+_GRADE_CODES = frozenset(GRADE_CODES)
+_AGE_CODES = frozenset(("OVER_AGE", "GRADE_LEVEL", "TRANSITION_YEAR"))
 
 
 @dataclass(frozen=True)
@@ -201,13 +204,16 @@ def _present(values: Mapping[str, float | int | None], name: str) -> bool:
     return not math.isnan(v) and v > 0
 
 
-def _has_hardship(values: Mapping[str, float | int | None], codes: set[str]) -> bool:
-    return bool(codes & set(HARDSHIP_CODES)) or any(_present(values, f) for f in HARDSHIP_FLAGS)
+def _has_hardship(values: Mapping[str, float | int | None], codes: Set[str]) -> bool:
+    """Family hardship: a hardship reason, or a hardship flag among the values."""
+    if not _HARDSHIP_CODES.isdisjoint(codes):
+        return True
+    return any(_present(values, f) for f in HARDSHIP_FLAGS)
 
 
-def _grades_weak(values: Mapping[str, float | int | None], codes: set[str]) -> bool:
+def _grades_weak(values: Mapping[str, float | int | None], codes: Set[str]) -> bool:
     """Low or falling grades: a grades reason, or the values say so."""
-    if codes & set(GRADE_CODES):
+    if not _GRADE_CODES.isdisjoint(codes):
         return True
     share = values.get("latest_score_share")
     change = values.get("score_share_change")
@@ -221,15 +227,15 @@ def action_for(
     *,
     grade_level: int | None,
     values: Mapping[str, float | int | None],
-    codes: set[str],
+    codes: Set[str],
 ) -> Action:
     """The action for one reason, given the student's grade, values and all reason codes."""
     code = reason.reason_code
-    if code in HARDSHIP_CODES and _grades_weak(values, codes):
+    if code in _HARDSHIP_CODES and _grades_weak(values, codes):
         return SUBSIDY_AND_TUTORING
-    if code in GRADE_CODES and _has_hardship(values, codes):
+    if code in _GRADE_CODES and _has_hardship(values, codes):
         return SUBSIDY_AND_TUTORING
-    if code in ("OVER_AGE", "GRADE_LEVEL", "TRANSITION_YEAR") and (
+    if code in _AGE_CODES and (
         grade_level in OVER_AGE_GRADES and _present(values, "years_over_age")
     ):
         return VOCATIONAL
@@ -254,7 +260,7 @@ def suggest_actions(
         hardship with low or falling grades -> subsidy and tutoring; over-age in grade
         8-9 -> vocational school; one parent away with grandparents -> proxy parent.
     """
-    codes = {r.reason_code for r in reasons}
+    codes = frozenset(r.reason_code for r in reasons)
     out: list[Action] = []
     for reason in reasons:
         action = action_for(reason, grade_level=grade_level, values=values, codes=codes)

@@ -132,3 +132,68 @@ def test_no_alert_without_an_absence_run(level: float | None, run: float | None)
 def test_level_is_derived_from_the_run_when_missing() -> None:
     alert = ladder_alert(None, 5)
     assert alert is not None and alert.level == 3 and alert.unexcused_run == 5
+
+
+def _reference_actions(reasons: list[Reason], grade_level: int | None) -> list[str]:
+    """The rules as first written (sets rebuilt per call), to compare the faster code with."""
+    values = reason_values(reasons)
+    codes = {r.reason_code for r in reasons}
+
+    def present(name: str) -> bool:
+        v = values.get(name)
+        return v is not None and not math.isnan(float(v)) and float(v) > 0
+
+    hardship = bool(codes & {"POVERTY", "DIBAO", "TEKUN", "HARDSHIP_MULTIPLE"}) or any(
+        present(f) for f in ("poverty_registered", "dibao", "tekun")
+    )
+    share, change = values.get("latest_score_share"), values.get("score_share_change")
+    weak = (
+        bool(codes & {"GRADES_LOW", "GRADES_FALLING", "SUBJECTS_FAILED", "GRADES_RANK_LOW"})
+        or (share is not None and not math.isnan(share) and share < 0.6)
+        or (change is not None and not math.isnan(change) and change < 0)
+        or present("subjects_failed_latest")
+    )
+    out: list[str] = []
+    for r in reasons:
+        code = r.reason_code
+        if code in {"POVERTY", "DIBAO", "TEKUN", "HARDSHIP_MULTIPLE"} and weak:
+            action = "SUBSIDY_AND_TUTORING"
+        elif code in {"GRADES_LOW", "GRADES_FALLING", "SUBJECTS_FAILED", "GRADES_RANK_LOW"} and (
+            hardship
+        ):
+            action = "SUBSIDY_AND_TUTORING"
+        elif code in {"OVER_AGE", "GRADE_LEVEL", "TRANSITION_YEAR"} and (
+            grade_level in (8, 9) and present("years_over_age")
+        ):
+            action = "VOCATIONAL_TALK"
+        elif code == "LEFT_BEHIND_ONE" and present("guardian_grandparents"):
+            action = "PROXY_PARENT"
+        else:
+            action = (ACTIONS.get(code) or ACTIONS.get(r.group) or ACTIONS["other"]).code
+        if action not in out:
+            out.append(action)
+        if len(out) >= MAX_ACTIONS:
+            break
+    return out
+
+
+def test_actions_equal_the_rules_as_first_written_on_many_random_students() -> None:
+    import random
+
+    rng = random.Random(8)
+    specs = list(CATALOG)
+    extra = Reason("other", "EXTRA_SOMETHING", "extra_something", 3.0, 0.2)
+    for _ in range(3000):
+        chosen = rng.sample(specs, rng.randint(1, 4))
+        reasons = [
+            Reason(
+                s.group,
+                s.reason_code,
+                s.name,
+                rng.choice([0.0, 1.0, 0.3, 0.59, 0.8, -0.1, math.nan, 3.0]),
+                0.5,
+            )
+            for s in chosen
+        ] + ([extra] if rng.random() < 0.1 else [])
+        grade = rng.choice([None, 1, 6, 7, 8, 9])
+        assert codes(reasons, grade) == _reference_actions(reasons, grade), reasons
