@@ -46,7 +46,9 @@ FEATURES = (
 INT_FEATURES = ("exams_missed_term", "exams_missed_prev_term")
 
 
-def academic_features(tables: RawTables, *, population: pd.DataFrame) -> pd.DataFrame:
+def academic_features(
+    tables: RawTables, *, population: pd.DataFrame, enrolments: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Exam features for each (student, as_of) of `population`.
 
     Parameters
@@ -56,6 +58,8 @@ def academic_features(tables: RawTables, *, population: pd.DataFrame) -> pd.Data
         ``score``, ``max_score``, ``date``) and `enrolments`.
     population : pd.DataFrame
         Rows with ``student_id`` (str) and ``as_of`` (datetime64).
+    enrolments : pd.DataFrame, optional
+        `features.enrolment.enrolment_rows(tables.enrolments)`, when the caller has it.
 
     Returns
     -------
@@ -95,7 +99,7 @@ def academic_features(tables: RawTables, *, population: pd.DataFrame) -> pd.Data
     )
     con = connect()
     con.register("grades_t", grades)
-    con.register("enr_t", enrolment_rows(tables.enrolments))
+    con.register("enr_t", enrolment_rows(tables.enrolments) if enrolments is None else enrolments)
     con.register("pairs_t", pairs)
     sql = f"""
     WITH gr AS (

@@ -108,7 +108,7 @@ def _integer_frames(
     )
     n_spells, n_pairs = len(spells), len(population)
     days = school_days(tables.calendar)
-    terms = school_terms(tables.calendar)
+    terms = school_terms(tables.calendar, days=days)
     school_keys, _ = pd.factorize(
         pd.concat([days["school_id"], terms["school_id"], spells["school_id"].astype("str")])
     )

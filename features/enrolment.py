@@ -139,7 +139,7 @@ def _events(status_events: pd.DataFrame) -> pd.DataFrame:
 REOPENED_BY_ENROLMENT = ("graduate", "transfer_out")
 
 
-def _status_events(tables: RawTables) -> pd.DataFrame:
+def status_events(tables: RawTables, enrolments: pd.DataFrame | None = None) -> pd.DataFrame:
     """Status events plus an implicit ``enrol`` at the start of every enrolment row whose
     latest earlier event is a graduation or a transfer out.
 
@@ -151,7 +151,8 @@ def _status_events(tables: RawTables) -> pd.DataFrame:
     ``resume`` event.
     """
     events = _events(tables.status_events)
-    rows = enrolment_rows(tables.enrolments)[["student_id", "start_date"]].drop_duplicates()
+    enrolments = enrolment_rows(tables.enrolments) if enrolments is None else enrolments
+    rows = enrolments[["student_id", "start_date"]].drop_duplicates()
     if events.empty or rows.empty:
         return events
     ordered = events.sort_values(["date", "student_id"], kind="stable")
@@ -184,8 +185,16 @@ _ENR_SQL = """
 """
 
 
-def active_spells(tables: RawTables) -> pd.DataFrame:
+def active_spells(
+    tables: RawTables,
+    *,
+    enrolments: pd.DataFrame | None = None,
+    events: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Intervals of days on which each student is enrolled and active.
+
+    `enrolments` (`enrolment_rows`) and `events` (the status events with the implicit
+    ones) may be passed when the caller already has them; they are computed otherwise.
 
     Returns
     -------
@@ -194,9 +203,11 @@ def active_spells(tables: RawTables) -> pd.DataFrame:
         ``school_id``, ``class_id``, ``grade_level``, ``school_year`` (of the enrolment
         row in force); non-overlapping, sorted by student and ``from_date``.
     """
+    enrolments = enrolment_rows(tables.enrolments) if enrolments is None else enrolments
+    events = status_events(tables, enrolments) if events is None else events
     con = connect()
-    con.register("enr_rows", enrolment_rows(tables.enrolments))
-    con.register("events", _status_events(tables))
+    con.register("enr_rows", enrolments)
+    con.register("events", events)
     sql = f"""
     WITH enr AS ({_ENR_SQL}),
     state AS ({_STATE_SQL}),
@@ -243,7 +254,13 @@ def active_spells(tables: RawTables) -> pd.DataFrame:
     )
 
 
-def enrolled_population(tables: RawTables, *, as_ofs: Sequence[dt.date]) -> pd.DataFrame:
+def enrolled_population(
+    tables: RawTables,
+    *,
+    as_ofs: Sequence[dt.date],
+    enrolments: pd.DataFrame | None = None,
+    events: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """The students enrolled and active on each as_of.
 
     Parameters
@@ -252,6 +269,9 @@ def enrolled_population(tables: RawTables, *, as_ofs: Sequence[dt.date]) -> pd.D
         Uses `enrolments` and `status_events`.
     as_ofs : sequence of datetime.date
         Dates to build the population for (duplicates ignored).
+    enrolments, events : pd.DataFrame, optional
+        `enrolment_rows(tables.enrolments)` and the status events with the implicit ones,
+        when the caller already has them (as in `active_spells`).
 
     Returns
     -------
@@ -261,9 +281,11 @@ def enrolled_population(tables: RawTables, *, as_ofs: Sequence[dt.date]) -> pd.D
         row in force; one row per (student, as_of), sorted by ``as_of`` then
         ``student_id``. Status uses only events dated strictly before as_of.
     """
+    enrolments = enrolment_rows(tables.enrolments) if enrolments is None else enrolments
+    events = status_events(tables, enrolments) if events is None else events
     con = connect()
-    con.register("enr_rows", enrolment_rows(tables.enrolments))
-    con.register("events", _status_events(tables))
+    con.register("enr_rows", enrolments)
+    con.register("events", events)
     con.register("as_of_dates", as_of_frame(as_ofs))
     sql = f"""
     WITH enr AS ({_ENR_SQL}),
@@ -303,7 +325,9 @@ def enrolled_population(tables: RawTables, *, as_ofs: Sequence[dt.date]) -> pd.D
     return population.sort_values(["as_of", "student_id"], kind="stable").reset_index(drop=True)
 
 
-def enrolment_features(tables: RawTables, *, population: pd.DataFrame) -> pd.DataFrame:
+def enrolment_features(
+    tables: RawTables, *, population: pd.DataFrame, enrolments: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Transition, age and history features for each (student, as_of) of `population`.
 
     Parameters
@@ -313,6 +337,8 @@ def enrolment_features(tables: RawTables, *, population: pd.DataFrame) -> pd.Dat
     population : pd.DataFrame
         Output of `enrolled_population` (``student_id``, ``as_of``, ``school_id``,
         ``grade_level``, ``school_year``).
+    enrolments : pd.DataFrame, optional
+        `enrolment_rows(tables.enrolments)`, when the caller already has it.
 
     Returns
     -------
@@ -339,9 +365,8 @@ def enrolment_features(tables: RawTables, *, population: pd.DataFrame) -> pd.Dat
     """
     pairs = population.loc[:, ["student_id", "as_of", "school_id", "grade_level", "school_year"]]
     pairs = pairs.assign(pair_no=np.arange(len(pairs), dtype=np.int64))
-    enr = enrolment_rows(tables.enrolments).sort_values(
-        ["student_id", "start_date", "school_year"], kind="stable"
-    )
+    enrolments = enrolment_rows(tables.enrolments) if enrolments is None else enrolments
+    enr = enrolments.sort_values(["student_id", "start_date", "school_year"], kind="stable")
     sid = enr["student_id"].to_numpy()
     school = enr["school_id"].to_numpy()
     new_run = np.r_[True, (sid[1:] != sid[:-1]) | (school[1:] != school[:-1])]

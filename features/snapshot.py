@@ -23,7 +23,13 @@ import pandas as pd
 from features.academics import academic_features
 from features.attendance import attendance_features
 from features.catalog import NEVER_FEATURES, extra_column, feature_columns, spec
-from features.enrolment import active_spells, enrolled_population, enrolment_features
+from features.enrolment import (
+    active_spells,
+    enrolled_population,
+    enrolment_features,
+    enrolment_rows,
+    status_events,
+)
 from features.family import family_features
 from features.tables import RawTables
 
@@ -98,13 +104,16 @@ def build_snapshots(tables: RawTables, *, as_ofs: Sequence[dt.date]) -> pd.DataF
         `ID_COLUMNS` then `feature_columns` order, sorted by ``as_of`` then
         ``student_id``; equal to concatenating `build_snapshot` over the sorted dates.
     """
-    population = enrolled_population(tables, as_ofs=as_ofs)
-    spells = active_spells(tables)
+    # The enrolment rows and status events feed four of the steps: prepare them once.
+    enrolments = enrolment_rows(tables.enrolments)
+    events = status_events(tables, enrolments)
+    population = enrolled_population(tables, as_ofs=as_ofs, enrolments=enrolments, events=events)
+    spells = active_spells(tables, enrolments=enrolments, events=events)
     parts = {
         "attendance": attendance_features(tables, population=population, spells=spells),
-        "academic": academic_features(tables, population=population),
+        "academic": academic_features(tables, population=population, enrolments=enrolments),
         "family": family_features(tables, population=population),
-        "enrolment": enrolment_features(tables, population=population),
+        "enrolment": enrolment_features(tables, population=population, enrolments=enrolments),
     }
     frames = [
         population.loc[:, [*ID_COLUMNS, "grade_level"]].reset_index(drop=True),

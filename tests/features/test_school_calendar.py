@@ -68,3 +68,27 @@ def test_empty_calendar_gives_empty_frames() -> None:
     cal = F.calendar({})
     assert school_days(cal).empty
     assert school_terms(cal).empty
+
+
+def test_terms_of_several_schools_one_term_each_are_told_apart() -> None:
+    # Each school's only term is its term 1: the boundaries must follow the schools too.
+    cal = F.calendar({"S1": F.TERM1, "S2": F.TERM1, "S3": F.YEAR_2024})
+    days = school_days(cal)
+    terms = school_terms(cal, days=days)
+    assert terms[["school_id", "term_no"]].values.tolist() == [
+        ["S1", 1],
+        ["S2", 1],
+        ["S3", 1],
+        ["S3", 2],
+    ]
+    assert terms["n_days"].tolist() == [len(F.TERM1), len(F.TERM1), len(F.TERM1), len(F.TERM2)]
+    assert terms["first_day_no"].tolist() == [1, 1, 1, len(F.TERM1) + 1]
+    pd.testing.assert_frame_equal(terms, school_terms(cal))
+    expected = days.groupby(["school_id", "term_no"], as_index=False, sort=True).agg(
+        term_start=("date", "min"), term_end=("date", "max"), last_day_no=("day_no", "max")
+    )
+    pd.testing.assert_frame_equal(
+        terms[["school_id", "term_no", "term_start", "term_end", "last_day_no"]],
+        expected,
+        check_dtype=False,
+    )
