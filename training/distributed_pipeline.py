@@ -15,10 +15,11 @@ pupils' training rows:
   probe grows every tree and its validation curve is measured on the cluster from margin
   histograms (`validation_curve_dask`);
 * only narrow columns come back to this process: the calibration rows' margin, label and
-  as_of (24 bytes a row) to fit the calibrator; the test rows' ids, label, the model's
-  and the baselines' scores and the group columns, to evaluate at capacity and audit
-  fairness exactly as in memory (`training.pipeline.audit_scores`); the champion's
-  scores on the test rows, to choose the alias; 2,000 test rows for the SHAP summary.
+  as_of (about 40 bytes a row) to fit the calibrator; the test rows' ids, label, the
+  model's and the baselines' scores and the group columns (about 140 bytes a row, against
+  530 for a labelled row with its features), to evaluate at capacity and audit fairness
+  exactly as in memory (`training.pipeline.audit_scores`); the champion's scores on the
+  test rows, to choose the alias; 2,000 test rows for the SHAP summary.
 * The baselines (escalation ladder, hardship count, logistic regression) are fitted in
   this process on a uniform sample of at most `BASELINE_SAMPLE_ROWS` training rows (all of
   them when there are fewer, as in the tests, so they equal the in-memory baselines).
