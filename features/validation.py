@@ -369,6 +369,16 @@ def _as_ns(dates: pd.Series) -> pd.Series:
     e.g. a mistyped year 2300) becomes NaT, so it is reported as not a date."""
     if dates.dtype == "datetime64[ns]":
         return dates
+    if isinstance(dates.dtype, np.dtype) and dates.dtype.kind == "M":
+        # The same bounds on the raw integers (pandas' comparisons cost ~0.1 ms each).
+        unit, count = np.datetime_data(dates.dtype)
+        per_unit = int(np.timedelta64(count, unit) // np.timedelta64(1, "ns"))
+        values = dates.to_numpy()
+        ticks = values.view(np.int64)
+        lowest = -(-pd.Timestamp.min.value // per_unit)
+        highest = pd.Timestamp.max.value // per_unit
+        if bool((np.isnat(values) | ((ticks >= lowest) & (ticks <= highest))).all()):
+            return dates.astype("datetime64[ns]")
     fits = dates.isna() | ((dates >= pd.Timestamp.min) & (dates <= pd.Timestamp.max))
     return dates.where(fits).astype("datetime64[ns]")
 
@@ -441,14 +451,14 @@ def parse_table(name: str, raw: pd.DataFrame, file: str) -> TableCheck:
     """
     kinds = column_kinds(name)
     nullable = nullable_columns(name)
-    frame = pd.DataFrame(index=raw.index)
+    columns: dict[str, pd.Series] = {}
     bad = pd.Series(False, index=raw.index)
     findings: list[Finding] = []
     unreadable: dict[str, pd.Series] = {}
     for col in raw.columns:
         kind = kinds[col]
         parsed, filled = _parse_column(raw[col], kind)
-        frame[col] = parsed
+        columns[col] = parsed
         unreadable[col] = parsed.isna() & filled
         if kind == "str" or not unreadable[col].any():
             continue
@@ -459,6 +469,7 @@ def parse_table(name: str, raw: pd.DataFrame, file: str) -> TableCheck:
         if finding is not None:
             findings.append(finding)
             bad |= unreadable[col]
+    frame = pd.DataFrame(columns, index=raw.index)
     if name == "enrolments":
         frame = _with_default_dates(frame)
         for col in ("start_date", "end_date"):
@@ -474,19 +485,21 @@ def parse_table(name: str, raw: pd.DataFrame, file: str) -> TableCheck:
         if finding is not None:
             findings.append(finding)
             bad |= implausible
-    for col in frame.columns:
-        if col in nullable:
+    empty = frame.isna()
+    empty_anywhere = empty.to_numpy().any(axis=0)
+    for col, any_empty in zip(frame.columns, empty_anywhere, strict=True):
+        if col in nullable or not any_empty:
             continue
-        missing = frame[col].isna()
+        missing = empty[col]
         if col in unreadable:
-            missing &= ~unreadable[col]
+            missing = missing & ~unreadable[col]
         finding = mask_finding(
             "missing_value", file, col, missing, None, f"a value in {col}; it may not be empty"
         )
         if finding is not None:
             findings.append(finding)
             bad |= missing
-    bad |= frame.isna().drop(columns=[c for c in nullable if c in frame.columns]).any(axis=1)
+    bad |= empty.drop(columns=[c for c in nullable if c in frame.columns]).any(axis=1)
     return TableCheck(frame, findings, bad_rows=bad)
 
 
@@ -516,7 +529,9 @@ def _with_default_dates(enrolments: pd.DataFrame) -> pd.DataFrame:
 def typed(name: str, frame: pd.DataFrame) -> pd.DataFrame:
     """`frame` (without missing cells) cast to the table's in-memory dtypes."""
     kinds = column_kinds(name)
-    return frame.astype({c: pandas_dtype(kinds[c]) for c in frame.columns})
+    wanted = {c: pandas_dtype(kinds[c]) for c in frame.columns}
+    casts = {c: d for c, d in wanted.items() if frame[c].dtype != d}
+    return frame.astype(casts) if casts else frame.copy(deep=False)
 
 
 def check_table(name: str, frame: pd.DataFrame, file: str) -> list[Finding]:
@@ -944,6 +959,7 @@ def validate_raw(
     all_findings = list(findings)
     warnings: list[str] = []
     parsed: dict[str, pd.DataFrame | None] = {}
+    typed_frames: dict[str, pd.DataFrame] = {}  # of tables without a bad row, for _final
     for name in ALL_TABLES:
         frame = raw.get(name)
         if frame is None:
@@ -959,9 +975,12 @@ def validate_raw(
         table = parse_table(name, columns.frame, file)
         all_findings += table.findings
         assert table.frame is not None and table.bad_rows is not None
-        clean = table.frame[~table.bad_rows]
-        all_findings += check_table(name, typed(name, clean), file)
+        every_row = not table.bad_rows.any()
+        clean = typed(name, table.frame if every_row else table.frame[~table.bad_rows])
+        all_findings += check_table(name, clean, file)
         parsed[name] = table.frame
+        if every_row:
+            typed_frames[name] = clean
     cross, cross_warnings = check_cross_tables(parsed, _files_for(files))
     all_findings += cross
     warnings += cross_warnings
@@ -969,7 +988,7 @@ def validate_raw(
         error = to_error(all_findings)
         logger.info("export rejected: %d violation(s)", error.total)
         raise error
-    tables = {n: _final(n, parsed[n]) for n in ALL_TABLES}
+    tables = {n: _final(n, parsed[n], typed_frames.get(n)) for n in ALL_TABLES}
     return Validated(RawTables(**tables), warnings)
 
 
@@ -978,11 +997,15 @@ def _files_for(files: Mapping[str, str]) -> dict[str, str]:
     return {n: files.get(n, f"{n}.csv") for n in ALL_TABLES}
 
 
-def _final(name: str, frame: pd.DataFrame | None) -> pd.DataFrame:
-    """The frame as it leaves validation: contract columns, in-memory dtypes, 0..n-1."""
+def _final(
+    name: str, frame: pd.DataFrame | None, typed_frame: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """The frame as it leaves validation: contract columns, in-memory dtypes, 0..n-1.
+
+    `typed_frame` is `typed(name, frame)` when the caller already has it."""
     if frame is None:
         return empty_frame(name)
-    out = typed(name, frame).reset_index(drop=True)
+    out = (typed(name, frame) if typed_frame is None else typed_frame).reset_index(drop=True)
     if name == "students" and "ethnic_minority" not in out.columns:
         out["ethnic_minority"] = pd.Series(pd.NA, index=out.index, dtype="boolean")
     return out[list(COLUMNS[name])]
