@@ -208,11 +208,19 @@ def fit_lightgbm_dask(
     lightgbm.Booster
         The fitted booster (the same kind of object the in-memory path stores).
     """
+    from dask.base import compute
     from lightgbm.dask import DaskLGBMClassifier
 
     names = list(feature_names)
-    counts = frame["label"].value_counts().compute()
+    counts, lengths = compute(  # type: ignore[no-untyped-call]
+        frame["label"].value_counts(), frame.map_partitions(len)
+    )
     positives, negatives = int(counts.get(1, 0)), int(counts.get(0, 0))
+    # LightGBM refuses an empty Dataset: leave out partitions without rows in this period
+    # (schools opened later, or closed), so no worker is handed only empty ones
+    keep = [i for i, n in enumerate(lengths) if n > 0]
+    if len(keep) < frame.npartitions:
+        frame = frame.partitions[keep]
     settings = dask_classifier_params(
         names,
         positives=positives,

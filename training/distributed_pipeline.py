@@ -203,14 +203,17 @@ def _margins(part: pd.DataFrame, booster: Any, names: list[str]) -> pd.DataFrame
     return out
 
 
-def _gather(frame: Any, fn: Callable[..., pd.DataFrame], *args: Any) -> pd.DataFrame:
+def _gather(frame: Any, fn: Callable[..., pd.DataFrame | None], *args: Any) -> pd.DataFrame:
     """`fn(partition, *args)` on every partition of `frame` on the cluster; the (narrow)
-    results concatenated here."""
+    results concatenated here (None results left out)."""
     from dask.base import compute
     from dask.delayed import delayed
 
     parts = compute(*[delayed(fn)(part, *args) for part in frame.to_delayed()])  # type: ignore[no-untyped-call]
-    return pd.concat(parts, ignore_index=True)
+    found = [p for p in parts if p is not None]
+    if not found:
+        raise ValueError("no partition holds rows for this period of the split")
+    return pd.concat(found, ignore_index=True)
 
 
 def fit_models_dask(prepared: DaskPrepared, config: TrainingConfig, *, client: Any) -> FittedModels:
@@ -286,8 +289,11 @@ def fit_models_dask(prepared: DaskPrepared, config: TrainingConfig, *, client: A
     )
 
 
-def _test_scores(part: pd.DataFrame, fitted: FittedModels) -> pd.DataFrame:
-    """`score_frame` on one partition's test rows, with its group columns."""
+def _test_scores(part: pd.DataFrame, fitted: FittedModels) -> pd.DataFrame | None:
+    """`score_frame` on one partition's test rows, with its group columns (None for a
+    partition without test rows: LightGBM refuses to predict on none)."""
+    if part.empty:
+        return None
     scores = score_frame(fitted, part.reset_index(drop=True))
     for column in part.columns:
         if str(column).startswith(GROUP_PREFIX):

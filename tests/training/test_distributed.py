@@ -66,7 +66,14 @@ def test_lightgbm_dask_ranks_pupils_like_the_in_memory_fit(expected: pd.DataFram
     # the same rows in two partitions by school, one per worker process (LightGBM's
     # network is one per process, so two workers need two processes)
     by_school = expected.sort_values(["school_id", "as_of", "student_id"], kind="stable")
-    frame = dd.from_pandas(by_school, npartitions=2, sort=False)
+    # and an empty partition (a school group without rows in the period), left out
+    frame = dd.concat(
+        [
+            dd.from_pandas(by_school, npartitions=2, sort=False),
+            dd.from_pandas(by_school.iloc[:0], npartitions=1, sort=False),
+        ]
+    )
+    assert frame.npartitions == 3
     with local_client(processes=True) as client:
         booster = fit_lightgbm_dask(
             frame, feature_names=names, client=client, seed=1, overrides=OVERRIDES
