@@ -351,21 +351,19 @@ def save_weekly_scores(session: Session, run_id: int, rows: Iterable[WeeklyScore
     if run.status != "running":
         raise RunNotRunning(f"score run {run_id} is {run.status}; start a new run")
     removed = session.execute(delete(WeeklyScore).where(WeeklyScore.as_of == run.as_of))
-    now = utcnow()
+    fixed = {
+        "run_id": run_id,
+        "as_of": run.as_of,
+        "model_version": run.model_version,
+        "created_at": utcnow(),
+    }
+    table = WeeklyScore.__table__
     stored = 0
     for chunk in _chunks(rows, INSERT_CHUNK):
-        values = [
-            {
-                **row.model_dump(exclude={"reasons"}),
-                "reasons": [reason.model_dump() for reason in row.reasons],
-                "run_id": run_id,
-                "as_of": run.as_of,
-                "model_version": run.model_version,
-                "created_at": now,
-            }
-            for row in chunk
-        ]
-        session.execute(insert(WeeklyScore), values)
+        # a Core executemany on the table, not the ORM's bulk insert: the single writer
+        # of a weekly run is the province plan's bottleneck (docs/scale.md)
+        values = [{**row.model_dump(), **fixed} for row in chunk]
+        session.execute(insert(table), values)
         stored += len(values)
     session.flush()
     pause_point("scores_written")
