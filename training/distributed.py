@@ -230,7 +230,8 @@ def fit_lightgbm_dask(
         overrides=overrides,
     )
     model = DaskLGBMClassifier(client=client, n_jobs=1, **settings)
-    model.fit(frame[names], frame["label"])
+    # float64, as the in-memory fit's matrix (`training.fit._xy`, `FeatureContract.matrix`)
+    model.fit(frame[names].astype(np.float64), frame["label"])
     booster: lgb.Booster = model.booster_
     logger.info(
         "fitted lightgbm.dask on %d rows (%d positive), %d trees",
