@@ -334,15 +334,12 @@ def evaluate_dask(prepared: DaskPrepared, fitted: FittedModels, config: Training
     )
 
 
-def test_sample(prepared: DaskPrepared, *, n_rows: int, rows: int, seed: int) -> pd.DataFrame:
+def sample_test_rows(prepared: DaskPrepared, *, n_rows: int, rows: int, seed: int) -> pd.DataFrame:
     """About `rows` labelled test rows drawn on the cluster (all when there are fewer)."""
     share = min(1.0, rows / max(n_rows, 1))
     frame = prepared.test if share >= 1.0 else prepared.test.sample(frac=share, random_state=seed)
     sample: pd.DataFrame = frame.compute()
     return sample.sort_values(["as_of", "student_id"], kind="stable").reset_index(drop=True)
-
-
-test_sample.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 
 
 def export_digest(export_dir: Path) -> str:
@@ -388,7 +385,7 @@ def run_experiment_dask(
     fitted = fit_models_dask(prepared, config, client=client)
     on_step("scoring the test window on the cluster")
     outcome = evaluate_dask(prepared, fitted, config)
-    sample = test_sample(
+    sample = sample_test_rows(
         prepared, n_rows=outcome.n_rows["test"], rows=SHAP_SAMPLE_ROWS, seed=config.seed
     )
 
