@@ -93,8 +93,8 @@ class ServingSettings(BaseModel):
     secret_key: str | None = None  # generated and kept in the home folder when unset
     upload_max_mb: int = Field(default=50, ge=1, le=2048)  # per file on the upload page
     # With a cached model the service answers at once and asks the registry this many
-    # seconds later, so the check does not slow the first requests.
-    registry_check_after_s: float = Field(default=2.0, ge=0, le=3600)
+    # seconds later, so the check (~0.6 CPU-s) does not slow the first requests.
+    registry_check_after_s: float = Field(default=5.0, ge=0, le=3600)
 
     @field_validator("secret_key")
     @classmethod

@@ -31,7 +31,9 @@ def database_ok(request: Request) -> bool:
 )
 def health(request: Request, response: Response, holder: HolderDep) -> HealthOut:
     """200 when a model is loaded and the database answers (`degraded` when the model
-    came from the local cache); 503 `not_ready` otherwise."""
+    came from the local cache: after a start with a cache, until the registry has
+    answered, and whenever the registry cannot be read); 503 `not_ready` otherwise.
+    `model.source` and `model.message` say which."""
     model = ModelStatusOut(**holder.status())
     database = database_ok(request)
     status: Literal["ok", "degraded", "not_ready"]
