@@ -220,12 +220,10 @@ def attendance_features(
         {
             "student_id": population["student_id"].astype("str").to_numpy(),
             "as_of": pd.to_datetime(population["as_of"]).to_numpy(dtype="datetime64[ns]"),
+            **{name: features[name].astype("int64") for name in INT_FEATURES},
+            **{name: features[name].astype("float64") for name in FLOAT_FEATURES},
         }
     )
-    for name in INT_FEATURES:
-        out[name] = features[name].astype("int64")
-    for name in FLOAT_FEATURES:
-        out[name] = features[name].astype("float64")
     out = out.astype({"student_id": "str", "as_of": "datetime64[ns]"})
     logger.debug("attendance features for %d (student, as_of) pairs", len(out))
     return out

@@ -126,18 +126,21 @@ def build_snapshots(tables: RawTables, *, as_ofs: Sequence[dt.date]) -> pd.DataF
             raise RuntimeError(f"{never} must never be a feature column")
     features = feature_columns(snapshot)
     snapshot = snapshot.loc[:, [*ID_COLUMNS, *features]]
-    snapshot = snapshot.astype(
-        {
-            "student_id": "str",
-            "as_of": "datetime64[ns]",
-            "school_id": "str",
-            "class_id": "str",
-            **{name: spec(name).dtype for name in features},
-        }
-    )
-    if snapshot.duplicated(["student_id", "as_of"]).any():
-        raise RuntimeError("snapshot has more than one row for a (student_id, as_of)")
-    snapshot = snapshot.sort_values(["as_of", "student_id"], kind="stable").reset_index(drop=True)
+    dtypes = {
+        "student_id": "str",
+        "as_of": "datetime64[ns]",
+        "school_id": "str",
+        "class_id": "str",
+        **{name: spec(name).dtype for name in features},
+    }
+    # Cast only what is not yet of its dtype (most columns already are).
+    casts = {name: dtype for name, dtype in dtypes.items() if snapshot[name].dtype != dtype}
+    snapshot = snapshot.astype(casts) if casts else snapshot
+    if len(snapshot) > 1:  # one row (POST /v1/score) is unique and sorted already
+        if snapshot.duplicated(["student_id", "as_of"]).any():
+            raise RuntimeError("snapshot has more than one row for a (student_id, as_of)")
+        snapshot = snapshot.sort_values(["as_of", "student_id"], kind="stable")
+    snapshot = snapshot.reset_index(drop=True)
     dates = sorted({pd.Timestamp(d).date() for d in as_ofs})
     if dates:
         logger.info(
