@@ -24,6 +24,7 @@ Nothing here logs student ids or free text; the batch functions log counts and r
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import math
 import os
@@ -34,7 +35,8 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import JSON, TypeDecorator, delete, func, insert, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from features.tables import INTERVENTION_KINDS, OUTCOMES, ROLES
@@ -359,11 +361,16 @@ def save_weekly_scores(session: Session, run_id: int, rows: Iterable[WeeklyScore
     }
     table = WeeklyScore.__table__
     stored = 0
+    # The single writer of a weekly run is the province plan's bottleneck (docs/scale.md):
+    # PostgreSQL gets COPY, others a Core executemany on the table (not the ORM's bulk
+    # insert). Both write inside the caller's transaction.
+    copy = session.get_bind().dialect.name == "postgresql"
     for chunk in _chunks(rows, INSERT_CHUNK):
-        # a Core executemany on the table, not the ORM's bulk insert: the single writer
-        # of a weekly run is the province plan's bottleneck (docs/scale.md)
         values = [{**row.model_dump(), **fixed} for row in chunk]
-        session.execute(insert(table), values)
+        if copy:
+            _copy_into(session, table, values)
+        else:
+            session.execute(insert(table), values)
         stored += len(values)
     session.flush()
     pause_point("scores_written")
@@ -375,6 +382,47 @@ def save_weekly_scores(session: Session, run_id: int, rows: Iterable[WeeklyScore
         getattr(removed, "rowcount", -1),
     )
     return stored
+
+
+def _copy_into(session: Session, table: Any, values: list[dict[str, Any]]) -> None:
+    """`COPY table (...) FROM STDIN` of `values` on the session's connection (PostgreSQL
+    with psycopg 3). Each value goes through its column type's bind processing, as an
+    INSERT's would (e.g. `UtcDateTime` to naive UTC); JSON columns are sent as JSON text."""
+    if not values:
+        return
+    columns = list(values[0])
+    dialect = session.get_bind().dialect
+    convert = [_copy_converter(table.c[c].type, dialect) for c in columns]
+    connection = session.connection().connection.driver_connection
+    names = ", ".join(f'"{c}"' for c in columns)
+    statement = f'COPY "{table.name}" ({names}) FROM STDIN'
+    dbapi_error = dialect.loaded_dbapi.Error
+    try:
+        with connection.cursor() as cursor, cursor.copy(statement) as copy:
+            for value in values:
+                copy.write_row(
+                    [
+                        v if f is None else f(v)
+                        for f, v in zip(convert, (value[c] for c in columns), strict=True)
+                    ]
+                )
+    except dbapi_error as exc:  # as SQLAlchemy would raise it (IntegrityError, ...)
+        raise DBAPIError.instance(statement, None, exc, dbapi_error) from exc
+
+
+def _copy_converter(column_type: Any, dialect: Any) -> Callable[[Any], Any] | None:
+    """What COPY needs done to a Python value first: JSON to text, our own column types'
+    bind processing; psycopg adapts the plain types itself."""
+    if isinstance(column_type, JSON):
+        return _json_text
+    if isinstance(column_type, TypeDecorator):
+        processor: Callable[[Any], Any] | None = column_type.bind_processor(dialect)
+        return processor
+    return None
+
+
+def _json_text(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
 
 
 def latest_as_of(session: Session, school_id: str | None = None) -> dt.date | None:
