@@ -215,7 +215,7 @@ def academic_features(
     LEFT JOIN m_prev USING (pair_no)
     ORDER BY p2.pair_no
     """
-    result = con.sql(sql).df()
+    result = con.execute(sql).df()
     con.close()
     out = pd.DataFrame(
         {

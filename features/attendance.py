@@ -211,8 +211,8 @@ def attendance_features(
             con.register(name, frame)
         for statement in _STAGES:
             con.execute(statement)
-        events = con.sql(_EVENTS_SQL).fetchnumpy()
-        per_pair = con.sql(_PAIRS_SQL).fetchnumpy()
+        events = con.execute(_EVENTS_SQL).fetchnumpy()
+        per_pair = con.execute(_PAIRS_SQL).fetchnumpy()
     finally:
         con.close()
     features = _features(per_pair, {k: np.asarray(v) for k, v in events.items()})

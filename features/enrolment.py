@@ -239,7 +239,7 @@ def active_spells(
     WHERE coalesce(s.active, TRUE)
     ORDER BY c.student_id, c.from_date
     """
-    spells = con.sql(sql).df()
+    spells = con.execute(sql).df()
     con.close()
     return spells.astype(
         {
@@ -303,7 +303,7 @@ def enrolled_population(
     FROM in_force f ASOF LEFT JOIN state s
       ON s.student_id = f.student_id AND s.date < f.as_of
     """
-    rows = con.sql(sql).df()
+    rows = con.execute(sql).df()
     con.close()
     inactive = int((~rows["active"].astype(bool)).sum())
     if inactive:
@@ -440,7 +440,7 @@ def enrolment_features(
     LEFT JOIN births b ON b.student_id = p.student_id
     ORDER BY p.pair_no
     """
-    raw = con.sql(sql).df()
+    raw = con.execute(sql).df()
     con.close()
     as_of = pd.to_datetime(raw["as_of"]).astype("datetime64[ns]")
     birth = pd.to_datetime(raw["birth_date"]).astype("datetime64[ns]")
