@@ -1,4 +1,4 @@
-"""pandera models for every raw table of an export (see docs/data-contract.md).
+"""pandera schemas for every raw table of an export (see docs/data-contract.md).
 
 The models describe the frames *after* reading: the in-memory dtypes of
 `features.tables` (ids and codes `str`, dates `datetime64[ns]`, booleans `bool`, whole
@@ -14,7 +14,6 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
-from pandera.typing import Series
 
 from features.tables import (
     ATTENDANCE_STATUSES,
@@ -40,140 +39,153 @@ MAX_SCHOOL_YEAR = 2100
 Kind = Literal["str", "date", "bool", "int", "float"]
 
 
-class _Base(pa.DataFrameModel):
-    class Config:
-        coerce = True
-        strict = True
+def _str(*checks: pa.Check) -> pa.Column:
+    return pa.Column(str, checks=list(checks))
 
 
-class SchoolsModel(_Base):
-    """`schools`: one row per school."""
-
-    school_id: Series[str]
-    name: Series[str]
-    county: Series[str]
-    township: Series[str]
-    level: Series[str] = pa.Field(isin=list(SCHOOL_LEVELS))
-    rural: Series[bool]
-
-    class Config:
-        unique = ["school_id"]
+def _date() -> pa.Column:
+    return pa.Column("datetime64[ns]")
 
 
-class CalendarModel(_Base):
-    """`calendar`: one row per school day per school."""
-
-    school_id: Series[str]
-    date: Series[pd.Timestamp]
-
-    class Config:
-        unique = ["school_id", "date"]
+def _bool() -> pa.Column:
+    return pa.Column(bool)
 
 
-class StudentsModel(_Base):
-    """`students`: attributes as known at export (`ethnic_minority` is optional)."""
-
-    student_id: Series[str]
-    sex: Series[str] = pa.Field(isin=list(SEXES))
-    birth_date: Series[pd.Timestamp]
-    poverty_registered: Series[bool]
-    dibao: Series[bool]
-    tekun: Series[bool]
-    disability: Series[bool]
-    orphan: Series[bool]
-    single_parent: Series[bool]
-    left_behind: Series[str] = pa.Field(isin=list(LEFT_BEHIND))
-    migrant_child: Series[bool]
-    guardian: Series[str] = pa.Field(isin=list(GUARDIANS))
-    boarding: Series[bool]
-    ethnic_minority: Series[bool]
-
-    class Config:
-        unique = ["student_id"]
+def _int(*checks: pa.Check) -> pa.Column:
+    return pa.Column(np.int64, checks=list(checks))
 
 
-class EnrolmentsModel(_Base):
-    """`enrolments`: where each student sits in each school year, and when."""
-
-    student_id: Series[str]
-    school_year: Series[np.int64] = pa.Field(ge=MIN_SCHOOL_YEAR, le=MAX_SCHOOL_YEAR)
-    school_id: Series[str]
-    class_id: Series[str]
-    grade_level: Series[np.int64] = pa.Field(ge=1, le=9)
-    start_date: Series[pd.Timestamp]
-    end_date: Series[pd.Timestamp]
-
-    class Config:
-        unique = ["student_id", "school_year"]
+def _float(*checks: pa.Check, nullable: bool = False) -> pa.Column:
+    return pa.Column(np.float64, checks=list(checks), nullable=nullable)
 
 
-class AttendanceModel(_Base):
-    """`attendance`: a row per student per school day not simply present."""
-
-    student_id: Series[str]
-    date: Series[pd.Timestamp]
-    status: Series[str] = pa.Field(isin=list(ATTENDANCE_STATUSES))
-
-    class Config:
-        unique = ["student_id", "date"]
-
-
-class GradesModel(_Base):
-    """`grades`: exam results; `score` is missing for a missed exam (缺考)."""
-
-    student_id: Series[str]
-    school_year: Series[np.int64] = pa.Field(ge=MIN_SCHOOL_YEAR, le=MAX_SCHOOL_YEAR)
-    term: Series[np.int64] = pa.Field(isin=[1, 2])
-    exam: Series[str] = pa.Field(isin=list(EXAMS))
-    subject: Series[str]
-    score: Series[float] = pa.Field(nullable=True, ge=0)
-    max_score: Series[float] = pa.Field(gt=0)
-    date: Series[pd.Timestamp]
-
-    class Config:
-        unique = ["student_id", "school_year", "term", "exam", "subject"]
+def _table(
+    name: str, description: str, columns: dict[str, pa.Column], unique: list[str] | None = None
+) -> pa.DataFrameSchema:
+    """A table's schema: cells coerced to the in-memory dtypes, no other columns."""
+    return pa.DataFrameSchema(
+        {col: column.set_name(col) for col, column in columns.items()},
+        coerce=True,
+        strict=True,
+        unique=unique,
+        name=name,
+        description=description,
+    )
 
 
-class StatusEventsModel(_Base):
-    """`status_events`: changes of enrolment status (the dropout label comes from here)."""
+_SCHOOL_YEAR = (pa.Check.ge(MIN_SCHOOL_YEAR), pa.Check.le(MAX_SCHOOL_YEAR))
 
-    student_id: Series[str]
-    date: Series[pd.Timestamp]
-    event: Series[str] = pa.Field(isin=list(EVENTS))
-    school_id: Series[str]
-
-
-class InterventionsModel(_Base):
-    """`interventions` (optional): what was done for a student, by whom, with what outcome."""
-
-    student_id: Series[str]
-    date: Series[pd.Timestamp]
-    kind: Series[str] = pa.Field(isin=list(INTERVENTION_KINDS))
-    by_role: Series[str] = pa.Field(isin=list(ROLES))
-    outcome: Series[str] = pa.Field(isin=list(OUTCOMES))
-
-
-class StudentAttributesModel(_Base):
-    """`student_attributes` (optional): extra numeric attributes, one per student and name."""
-
-    student_id: Series[str]
-    attribute: Series[str]
-    value: Series[float]
-
-    class Config:
-        unique = ["student_id", "attribute"]
-
-
-MODELS: dict[str, type[pa.DataFrameModel]] = {
-    "schools": SchoolsModel,
-    "calendar": CalendarModel,
-    "students": StudentsModel,
-    "enrolments": EnrolmentsModel,
-    "attendance": AttendanceModel,
-    "grades": GradesModel,
-    "status_events": StatusEventsModel,
-    "interventions": InterventionsModel,
-    "student_attributes": StudentAttributesModel,
+# pandera's object API, not `DataFrameModel` classes: turning a model class into a schema
+# resolves its annotations through every pandera typing module, which imports
+# `dask.dataframe` when Dask is installed: about a second on the first request the
+# service validates (the start-up benchmark waits for that request).
+SCHEMAS: dict[str, pa.DataFrameSchema] = {
+    "schools": _table(
+        "SchoolsModel",
+        "`schools`: one row per school.",
+        {
+            "school_id": _str(),
+            "name": _str(),
+            "county": _str(),
+            "township": _str(),
+            "level": _str(pa.Check.isin(list(SCHOOL_LEVELS))),
+            "rural": _bool(),
+        },
+        unique=["school_id"],
+    ),
+    "calendar": _table(
+        "CalendarModel",
+        "`calendar`: one row per school day per school.",
+        {"school_id": _str(), "date": _date()},
+        unique=["school_id", "date"],
+    ),
+    "students": _table(
+        "StudentsModel",
+        "`students`: attributes as known at export (`ethnic_minority` is optional).",
+        {
+            "student_id": _str(),
+            "sex": _str(pa.Check.isin(list(SEXES))),
+            "birth_date": _date(),
+            "poverty_registered": _bool(),
+            "dibao": _bool(),
+            "tekun": _bool(),
+            "disability": _bool(),
+            "orphan": _bool(),
+            "single_parent": _bool(),
+            "left_behind": _str(pa.Check.isin(list(LEFT_BEHIND))),
+            "migrant_child": _bool(),
+            "guardian": _str(pa.Check.isin(list(GUARDIANS))),
+            "boarding": _bool(),
+            "ethnic_minority": _bool(),
+        },
+        unique=["student_id"],
+    ),
+    "enrolments": _table(
+        "EnrolmentsModel",
+        "`enrolments`: where each student sits in each school year, and when.",
+        {
+            "student_id": _str(),
+            "school_year": _int(*_SCHOOL_YEAR),
+            "school_id": _str(),
+            "class_id": _str(),
+            "grade_level": _int(pa.Check.ge(1), pa.Check.le(9)),
+            "start_date": _date(),
+            "end_date": _date(),
+        },
+        unique=["student_id", "school_year"],
+    ),
+    "attendance": _table(
+        "AttendanceModel",
+        "`attendance`: a row per student per school day not simply present.",
+        {
+            "student_id": _str(),
+            "date": _date(),
+            "status": _str(pa.Check.isin(list(ATTENDANCE_STATUSES))),
+        },
+        unique=["student_id", "date"],
+    ),
+    "grades": _table(
+        "GradesModel",
+        "`grades`: exam results; `score` is missing for a missed exam (缺考).",
+        {
+            "student_id": _str(),
+            "school_year": _int(*_SCHOOL_YEAR),
+            "term": _int(pa.Check.isin([1, 2])),
+            "exam": _str(pa.Check.isin(list(EXAMS))),
+            "subject": _str(),
+            "score": _float(pa.Check.ge(0), nullable=True),
+            "max_score": _float(pa.Check.gt(0)),
+            "date": _date(),
+        },
+        unique=["student_id", "school_year", "term", "exam", "subject"],
+    ),
+    "status_events": _table(
+        "StatusEventsModel",
+        "`status_events`: changes of enrolment status (the dropout label comes from here).",
+        {
+            "student_id": _str(),
+            "date": _date(),
+            "event": _str(pa.Check.isin(list(EVENTS))),
+            "school_id": _str(),
+        },
+    ),
+    "interventions": _table(
+        "InterventionsModel",
+        "`interventions` (optional): what was done for a student, by whom, with what outcome.",
+        {
+            "student_id": _str(),
+            "date": _date(),
+            "kind": _str(pa.Check.isin(list(INTERVENTION_KINDS))),
+            "by_role": _str(pa.Check.isin(list(ROLES))),
+            "outcome": _str(pa.Check.isin(list(OUTCOMES))),
+        },
+    ),
+    "student_attributes": _table(
+        "StudentAttributesModel",
+        "`student_attributes` (optional): extra numeric attributes, one per student and name.",
+        {"student_id": _str(), "attribute": _str(), "value": _float()},
+        unique=["student_id", "attribute"],
+    ),
 }
 
 # Keys that identify one row; duplicates are reported as `duplicate_key`.
@@ -206,8 +218,8 @@ _PANDAS_DTYPE: dict[Kind, str] = {
 
 
 def schema(name: str) -> pa.DataFrameSchema:
-    """The pandera schema of table `name`."""
-    return MODELS[name].to_schema()
+    """The pandera schema of table `name` (shared: do not modify it)."""
+    return SCHEMAS[name]
 
 
 def column_kinds(name: str) -> dict[str, Kind]:
