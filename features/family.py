@@ -43,6 +43,42 @@ def _flag(values: pd.Series) -> tuple[np.ndarray, int]:
     return truthy.to_numpy(dtype=bool).astype(np.int64), int(missing.sum())
 
 
+def _validated_rows(keys: pd.DataFrame, students: pd.DataFrame) -> pd.DataFrame | None:
+    """The features by position look-up, when every student of `keys` has a `students`
+    row with every column filled and the flags boolean (a validated export); None
+    otherwise (the general path below reads text flags and counts missing ones).
+
+    The same values as the general path's two merges, at a fraction of their cost for
+    the one pupil of `POST /v1/score`."""
+    flags = (*HARDSHIP_FLAGS, *OTHER_FLAGS)
+    codes = ("left_behind", "guardian", "sex")
+    if any(c not in students.columns for c in (*flags, *codes)):
+        return None
+    if any(not pd.api.types.is_bool_dtype(students[c].dtype) for c in flags):
+        return None
+    if students.loc[:, [*flags, *codes]].isna().to_numpy().any():
+        return None
+    position = pd.Index(students["student_id"]).get_indexer(keys["student_id"])
+    if (position < 0).any():
+        return None
+    columns: dict[str, np.ndarray] = {
+        c: students[c].to_numpy(dtype=bool)[position].astype(np.int64) for c in flags
+    }
+    columns["hardship_count"] = np.sum([columns[c] for c in HARDSHIP_FLAGS], axis=0, dtype=np.int64)
+    left = students["left_behind"].to_numpy(dtype=object)[position]
+    for value, col in zip(
+        [v for v in LEFT_BEHIND if v != "none"], LEFT_BEHIND_COLUMNS, strict=True
+    ):
+        columns[col] = (left == value).astype(np.int64)
+    guardian = students["guardian"].to_numpy(dtype=object)[position]
+    for value, col in zip([v for v in GUARDIANS if v != "parents"], GUARDIAN_COLUMNS, strict=True):
+        columns[col] = (guardian == value).astype(np.int64)
+    sex = students["sex"].to_numpy(dtype=object)[position]
+    columns["sex_female"] = (sex == "F").astype(np.int64)
+    out = keys.assign(**{name: columns[name] for name in FEATURES})
+    return out.loc[:, ["student_id", "as_of", *FEATURES]]
+
+
 def family_features(tables: RawTables, *, population: pd.DataFrame) -> pd.DataFrame:
     """Family features for each (student, as_of) of `population`.
 
@@ -73,6 +109,9 @@ def family_features(tables: RawTables, *, population: pd.DataFrame) -> pd.DataFr
     students = tables.students.loc[:, [c for c in wanted if c in tables.students.columns]].copy()
     students["student_id"] = students["student_id"].astype("str")
     students = students.drop_duplicates("student_id")
+    fast = _validated_rows(keys, students)
+    if fast is not None:
+        return fast
     ids = pd.DataFrame({"student_id": keys["student_id"].drop_duplicates().to_numpy()})
     rows = ids.merge(students, on="student_id", how="left", validate="1:1")
     out = ids.copy()
