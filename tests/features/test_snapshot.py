@@ -241,3 +241,40 @@ def test_the_leakage_check_would_notice_a_record_from_the_day_before(
     row = changed.set_index("student_id").loc[student]
     assert row["unexcused_run"] >= 1
     assert not changed.equals(base)
+
+
+def test_a_snapshot_prepares_enrolment_rows_and_status_events_once(
+    county: RawTables, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # They feed four steps; each step recomputing them was a fifth of one pupil's snapshot
+    # (POST /v1/score). Counted, not replaced: the real functions run.
+    import features.academics
+    import features.enrolment
+    import features.snapshot
+
+    calls: dict[str, int] = {"enrolment_rows": 0, "status_events": 0, "school_days": 0}
+
+    def counting(module: object, name: str) -> None:
+        real = getattr(module, name)
+
+        def wrapper(*args: object, **kwargs: object) -> object:
+            calls[name] += 1
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, wrapper)
+
+    for module in (features.enrolment, features.academics, features.snapshot):
+        if hasattr(module, "enrolment_rows"):
+            counting(module, "enrolment_rows")
+    for module in (features.enrolment, features.snapshot):
+        counting(module, "status_events")
+    import features.attendance
+    import features.school_calendar
+
+    counting(features.attendance, "school_days")
+    monkeypatch.setattr(features.school_calendar, "school_days", features.attendance.school_days)
+
+    snapshot = build_snapshot(county, as_of=D(2024, 11, 4))
+
+    assert len(snapshot) > 0
+    assert calls == {"enrolment_rows": 1, "status_events": 1, "school_days": 1}

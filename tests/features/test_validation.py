@@ -267,3 +267,25 @@ def test_the_pre_check_never_passes_a_frame_pandera_rejects(how: str) -> None:
             elif how == "object":  # pandera coerces it; the pre-check leaves that to pandera
                 assert not passes_schema(schema(name), broken), (name, column, how)
     assert rejected > 0 or how == "object"
+
+
+def test_the_schemas_are_built_once_and_validation_never_imports_dask() -> None:
+    # DataFrameModel.to_schema imported dask.dataframe through pandera's typing modules:
+    # about a second on the service's first POST /v1/score. A fresh interpreter shows it.
+    import subprocess
+    import sys
+
+    assert schema("grades") is schema("grades")
+    code = (
+        "import sys\n"
+        "from tests.features.export_factory import build_tables\n"
+        "from features.validation import validate_tables\n"
+        "assert validate_tables(build_tables()) == []\n"
+        "print('dask' in sys.modules)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "False"
