@@ -456,6 +456,7 @@ class Workbench:
     def user(self) -> str:
         """A school_admin of the student's school, in the service database."""
         from serving.app import add_user_from_cli
+        from serving.services.users import UsernameTaken
         from serving.settings import MlflowSettings, PathSettings, ServingSettings, Settings
 
         settings = Settings(
@@ -464,7 +465,10 @@ class Workbench:
             serving=ServingSettings(secret_key=SECRET),
         )
         self.home.mkdir(parents=True, exist_ok=True)
-        add_user_from_cli(settings, "bench_admin", PASSWORD, "school_admin", self.student[1])
+        try:
+            add_user_from_cli(settings, "bench_admin", PASSWORD, "school_admin", self.student[1])
+        except UsernameTaken:  # a --work folder used before: same county, same user
+            pass
         return "bench_admin"
 
     @cached_property
@@ -782,10 +786,16 @@ def start_ours(wb: Workbench, name: str) -> tuple[Any, float, str]:
 
 
 def bench_startup(wb: Workbench, profile: Profiles, repeat: int) -> list[Row]:
+    """e: `baoxue serve` to the first answered score, cold (no local model cache: the
+    champion comes from the registry) and as a restart (the cache of the first start is
+    served at once and the registry is asked in the background)."""
     from bench.http_load import ServerFailed
 
+    shutil.rmtree(wb.home / "model-cache", ignore_errors=True)
     try:
-        server, ours, _ = start_ours(wb, "startup")
+        server, cold, _ = start_ours(wb, "startup")
+        server.stop()
+        server, warm, _ = start_ours(wb, "restart")
         server.stop()
     except ServerFailed as exc:
         return [_failed("e. start-up to first score", "seconds", str(exc), "<= 5 s")]
@@ -794,20 +804,32 @@ def bench_startup(wb: Workbench, profile: Profiles, repeat: int) -> list[Row]:
         ref = minimal.wait(lambda c: c.get("/score/0").status_code == 200, timeout=120)
     finally:
         minimal.stop()
-    wb.info["startup_seconds"] = ours
+    wb.info["startup_seconds"] = cold
+    wb.info["restart_seconds"] = warm
+    what = "from starting `baoxue serve` to a 200 from POST /v1/score, login included"
     return [
         Row(
             "e. start-up to first score",
             "seconds",
-            ours,
+            cold,
             ref,
             "minimal app start",
-            _ratio(ours, ref),
+            _ratio(cold, ref),
             "<= 5 s",
-            ours <= 5.0,
-            "from starting `baoxue serve` (registry load, migrations) to a 200 from "
-            "POST /v1/score, login included",
-        )
+            cold <= 5.0,
+            f"first start, no model cache (registry load, migrations): {what}",
+        ),
+        Row(
+            "e. restart to first score",
+            "seconds",
+            warm,
+            ref,
+            "minimal app start",
+            _ratio(warm, ref),
+            "<= 5 s",
+            warm <= 5.0,
+            f"restart with the model cache, registry asked in the background: {what}",
+        ),
     ]
 
 

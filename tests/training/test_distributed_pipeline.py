@@ -128,7 +128,12 @@ def test_baoxue_train_on_dask_registers_a_model_like_the_in_memory_run(
     for name in BASELINES:
         assert run[f"metrics.auc.{name}"] == pytest.approx(mem[name].summary["auc"], abs=1e-12)
     auc_mem, auc_dask = mem[MODEL].summary["auc"], run[f"metrics.auc.{MODEL}"]
-    assert abs(auc_dask - auc_mem) < 0.05, (auc_dask, auc_mem)
+    # lightgbm.dask is not deterministic (which worker holds which partition changes the
+    # bins and the merge order); the test window's dropouts are a few dozen rows of a
+    # handful of pupils, so one pupil ranked differently moves the AUC by a few points:
+    # 0.807 and 0.742 against 0.808 were both seen. The ranking of every pupil (below)
+    # is the steadier check of "the same model".
+    assert auc_dask > 0.65 and abs(auc_dask - auc_mem) < 0.1, (auc_dask, auc_mem)
     assert run["tags.baoxue.alias"] in (track.CHAMPION, track.CHALLENGER)
 
     model, version = track.load_risk_model(store.model_name, "2")
@@ -140,7 +145,14 @@ def test_baoxue_train_on_dask_registers_a_model_like_the_in_memory_run(
 
     snapshot = build_snapshot(sample, as_of=in_memory.split.test_as_ofs[0])
     scores = model.risk_scores(snapshot)
-    assert ((scores >= 0) & (scores <= 1)).all() and np.unique(scores).size > 10
+    assert ((scores >= 0) & (scores <= 1)).all()
+    # the calibrated scores of a small county can be a few isotonic steps; the trees'
+    # margins rank every pupil, and must rank them as the in-memory fit (version 1) does
+    margins = model.margin(snapshot)
+    assert np.unique(margins).size > 10
+    memory_margins = pd.Series(champion.margin(snapshot))
+    rank_correlation = pd.Series(margins).corr(memory_margins, method="spearman")
+    assert rank_correlation > 0.7, rank_correlation
 
 
 def test_the_number_of_trees_follows_early_stopping_on_average_precision() -> None:
