@@ -367,8 +367,22 @@ def train(
 def _train_on_dask(settings: Settings, export_dir: Path, config: Any) -> Any:
     """`baoxue train` with compute.backend = "dask": the export is split by school and
     trained on the cluster (training/distributed_pipeline.py, docs/dask.md)."""
-    from serving.services.distributed_scoring import dask_client
     from training.distributed_pipeline import run_experiment_dask
+
+    return _on_dask(
+        settings,
+        export_dir,
+        "training on Dask",
+        lambda **cluster: run_experiment_dask(
+            export_dir, config, store=_store(settings), **cluster
+        ),
+    )
+
+
+def _on_dask(settings: Settings, export_dir: Path, title: str, run: Callable[..., Any]) -> Any:
+    """`run(client=, parts_dir=, schools_per_partition=, on_step=)` on the cluster of
+    compute.backend = "dask", with the export split into `<partitions_dir>-train`."""
+    from serving.services.distributed_scoring import dask_client
 
     if not export_dir.is_dir():
         raise CommandFailed(f"{export_dir} is not a folder (expected an export folder)")
@@ -376,13 +390,10 @@ def _train_on_dask(settings: Settings, export_dir: Path, config: Any) -> Any:
     base = compute.partitions_dir or settings.paths.home / "partitions"
     # beside the weekly batch's partitions, which a scheduled run may replace meanwhile
     parts_dir = base.with_name(f"{base.name}-train")
-    progress = Progress(5, "training on Dask")
+    progress = Progress(5, title)
     try:
         with dask_client(compute) as client:
-            return run_experiment_dask(
-                export_dir,
-                config,
-                store=_store(settings),
+            return run(
                 client=client,
                 parts_dir=parts_dir,
                 schools_per_partition=compute.schools_per_partition,
@@ -624,11 +635,19 @@ def retrain(
         parsed = parse_term(term)
         config = _training_config(settings, config_file, horizon_days=horizon)
         if settings.compute.backend == "dask":
-            typer.echo(
-                "note: compute.backend is dask, but baoxue retrain still trains in this "
-                "process (baoxue train trains on Dask; docs/dask.md)",
-                err=True,
+            from training.distributed_retrain import retrain_dask
+
+            _print_retrain(
+                _on_dask(
+                    settings,
+                    export_dir,
+                    f"retraining for term {parsed} on Dask",
+                    lambda **cluster: retrain_dask(
+                        export_dir, config, store=_store(settings), term=parsed, **cluster
+                    ),
+                )
             )
+            return
         with step(f"reading and validating {export_dir}"):
             tables = _load(export_dir)
         progress = Progress(5, f"retraining for term {parsed}")

@@ -130,9 +130,11 @@ def prepare_dask(
     *,
     client: Any,
     on_step: StepCallback = _noop,
+    calendar: tuple[Sequence[dt.date], set[int]] | None = None,
 ) -> DaskPrepared:
     """`training.pipeline.prepare` on a partitioned export: the same weekly as_ofs, split
-    and labelled rows, built per partition and left on the workers."""
+    and labelled rows, built per partition and left on the workers. `calendar` is
+    `export_calendar`'s (school days, school years), when the caller has read it."""
     if config.split != "temporal":
         raise ValueError(
             "the cohort split is not available with compute.backend = dask (it draws "
@@ -144,7 +146,8 @@ def prepare_dask(
             "compute.backend = dask; search with backend pandas on a county, then set "
             "the found parameters in [training.gbm]"
         )
-    days, years = export_calendar(parts_dir, partitions=partitions)
+    days, years = calendar or export_calendar(parts_dir, partitions=partitions)
+    days = sorted(days)
     if not days:
         raise ValueError("the partitioned export has no calendar days")
     last = days[-1]

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -41,7 +42,7 @@ import pandas as pd
 from features.catalog import CATALOG_VERSION
 from features.school_calendar import school_terms
 from features.tables import RawTables, fingerprint
-from models.contract import ContractMismatch
+from models.contract import ContractMismatch, FeatureContract
 from training import track
 from training.config import TrainingConfig
 from training.evaluate import evaluate_scores, flag_top_k
@@ -49,6 +50,7 @@ from training.fairness import DEFAULT_GROUPS, METRICS, disparities, fairness_aud
 from training.fit import MODEL
 from training.matrices import observed_until, with_groups
 from training.pipeline import (
+    Outcome,
     StepCallback,
     _log_metrics,
     _noop,
@@ -56,6 +58,7 @@ from training.pipeline import (
     observable_as_ofs,
     prepare,
 )
+from training.splits import CohortSplit, Split
 
 BOUNDS = (0.8, 1.25)
 TABLE_METRICS: tuple[tuple[str, str], ...] = (
@@ -66,6 +69,7 @@ TABLE_METRICS: tuple[tuple[str, str], ...] = (
     ("recall_at_k", "R@k"),
 )
 FAIRNESS_ROW = "fairness ratios outside 0.8-1.25"
+SCORED_IDS = ("student_id", "as_of", "school_id", "class_id", "label")
 _TERM = re.compile(r"^\s*(\d{4})-([12])\s*$")
 
 
@@ -99,8 +103,13 @@ def parse_term(text: str) -> Term:
 
 def term_window(tables: RawTables, term: Term | str) -> tuple[date, date]:
     """The term's first and last school day (over all schools) from the calendar."""
+    return term_window_of(school_terms(tables.calendar), term)
+
+
+def term_window_of(terms: pd.DataFrame, term: Term | str) -> tuple[date, date]:
+    """`term_window` from the schools' terms (`features.school_calendar.school_terms`'
+    frame, of the whole export or the union of its partitions')."""
     term = parse_term(term) if isinstance(term, str) else term
-    terms = school_terms(tables.calendar)
     starts = pd.to_datetime(terms["term_start"])
     if term.half == 1:
         wanted = (terms["term_kind"] == "september") & (starts.dt.year == term.year)
@@ -119,6 +128,31 @@ def term_window(tables: RawTables, term: Term | str) -> tuple[date, date]:
     )
 
 
+def term_test_as_ofs(
+    as_ofs: Sequence[date],
+    term: Term,
+    window: tuple[date, date],
+    *,
+    config: TrainingConfig,
+    observed_until: date,
+) -> list[date]:
+    """The term's observable weekly as_ofs (`as_ofs`), or a ValueError saying none is."""
+    if not as_ofs:
+        start, end = window
+        raise ValueError(
+            f"no weekly as_of of term {term} ({start} .. {end}) has an observable "
+            f"{config.horizon_days}-day outcome in this export (it ends "
+            f"{observed_until}); retrain on an earlier term"
+        )
+    return list(as_ofs)
+
+
+def term_config(config: TrainingConfig, test: Sequence[date]) -> TrainingConfig:
+    """`config` with the test window set to the term's observable as_ofs: the challenger
+    trains on everything whose label window closes before the term."""
+    return config.model_copy(update={"train_until": test[0], "test_to": test[-1]})
+
+
 def _term_name(start: pd.Timestamp, kind: str) -> str:
     if kind == "september":
         return f"{start.year}-1"
@@ -135,13 +169,22 @@ def score_model(
 ) -> tuple[dict[str, float], pd.DataFrame]:
     """Summary metrics at capacity and the fairness audit of one model's flagged list on
     labelled test rows (the same code for the challenger and the champion)."""
-    scored = test.loc[:, ["student_id", "as_of", "school_id", "class_id", "label"]].copy()
+    scored = test.loc[:, list(SCORED_IDS)].copy()
     scored[MODEL] = model.risk_scores(test)
+    return summarise_scored(with_groups(scored, students), capacity_share=capacity_share)
+
+
+def summarise_scored(
+    scored: pd.DataFrame, *, capacity_share: float
+) -> tuple[dict[str, float], pd.DataFrame]:
+    """`score_model` on rows already scored: ids (`SCORED_IDS`), the model's ``lightgbm``
+    score and the fairness-group columns (`training.matrices.with_groups`'), sorted as
+    the labelled rows. The Dask path gathers just these from the workers."""
     evaluation = evaluate_scores(
         scored, score_columns=[MODEL], capacity_share=capacity_share, probability_columns=[MODEL]
     )
+    scored = scored.copy()
     scored["flagged"] = flag_top_k(scored, score=MODEL, share=capacity_share)
-    scored = with_groups(scored, students)
     groups = [g for g in DEFAULT_GROUPS if g in scored.columns and scored[g].notna().any()]
     audit = fairness_audit(scored, flagged="flagged", label="label", groups=groups)
     summary = {
@@ -284,6 +327,12 @@ class RetrainResult:
     n_rows: dict[str, int]
 
 
+# `score_on_test(model)`: (summary, audit) of a model on the term's labelled test rows
+# (`score_model`/`summarise_scored`), after checking its contract against those rows
+# (ContractMismatch when it cannot score them).
+ScoreOnTest = Callable[[Any], tuple[dict[str, float], pd.DataFrame]]
+
+
 def retrain(
     tables: RawTables,
     config: TrainingConfig,
@@ -295,23 +344,67 @@ def retrain(
     """Train a challenger on everything before `term`, compare it with the champion on the
     term, register it, and promote it only if it wins on precision@k and fairness."""
     term = parse_term(term) if isinstance(term, str) else term
-    start, end = term_window(tables, term)
-    test = observable_as_ofs(tables, config, start=start, end=end)
-    if not test:
-        raise ValueError(
-            f"no weekly as_of of term {term} ({start} .. {end}) has an observable "
-            f"{config.horizon_days}-day outcome in this export (it ends "
-            f"{observed_until(tables)}); retrain on an earlier term"
-        )
-    config = config.model_copy(update={"train_until": test[0], "test_to": test[-1]})
+    window = term_window(tables, term)
+    test = term_test_as_ofs(
+        observable_as_ofs(tables, config, start=window[0], end=window[1]),
+        term,
+        window,
+        config=config,
+        observed_until=observed_until(tables),
+    )
+    config = term_config(config, test)
     prepared = prepare(tables, config, on_step)
     outcome = fit_and_evaluate(tables, prepared, config, on_step)
     test_frame = prepared.frames().test
-    share = config.capacity_share
-    on_step("scoring the challenger and the champion on the term")
-    new_summary, new_audit = score_model(
-        outcome.fitted.risk_model, test_frame, tables.students, capacity_share=share
+
+    def score_on_test(model: Any) -> tuple[dict[str, float], pd.DataFrame]:
+        assert model.contract is not None
+        model.contract.check(test_frame, catalog_version=CATALOG_VERSION)
+        return score_model(model, test_frame, tables.students, capacity_share=config.capacity_share)
+
+    return decide_and_register(
+        outcome,
+        config,
+        store=store,
+        term=term,
+        window=window,
+        test_as_ofs=test,
+        split=prepared.split,
+        contract=prepared.contract,
+        test_example=test_frame,
+        score_on_test=score_on_test,
+        digest=fingerprint(tables),
+        on_step=on_step,
     )
+
+
+def decide_and_register(
+    outcome: Outcome,
+    config: TrainingConfig,
+    *,
+    store: track.Store,
+    term: Term,
+    window: tuple[date, date],
+    test_as_ofs: Sequence[date],
+    split: Split | CohortSplit,
+    contract: FeatureContract,
+    test_example: pd.DataFrame,
+    score_on_test: ScoreOnTest,
+    digest: str,
+    on_step: StepCallback = _noop,
+    tags: dict[str, str] | None = None,
+) -> RetrainResult:
+    """Score the challenger (`outcome`'s model) and the current champion on the term's
+    test rows (`score_on_test`), decide with the fairness gate, log both and the decision
+    to MLflow, register the challenger and give it its alias. Shared by the in-memory
+    `retrain` and `training.distributed_retrain.retrain_dask`.
+
+    `test_example` holds labelled test rows (its first five are the model's input
+    example); `tags` are added to the run's (e.g. ``baoxue.backend``)."""
+    start, end = window
+    test = list(test_as_ofs)
+    on_step("scoring the challenger and the champion on the term")
+    new_summary, new_audit = score_on_test(outcome.fitted.risk_model)
     client = track.connect(store)
     current = track.alias_version(client, store.model_name, track.CHAMPION)
     old_summary: dict[str, float] | None = None
@@ -321,11 +414,7 @@ def retrain(
     if current is not None:
         try:
             champion, champion_version = track.load_risk_model(store.model_name, track.CHAMPION)
-            assert champion.contract is not None
-            champion.contract.check(test_frame, catalog_version=CATALOG_VERSION)
-            old_summary, old_audit = score_model(
-                champion, test_frame, tables.students, capacity_share=share
-            )
+            old_summary, old_audit = score_on_test(champion)
         except ContractMismatch as exc:
             unusable = f"the champion (version {champion_version}) cannot score this data: {exc}"
     gate = fairness_gate(old_audit, new_audit) if old_audit is not None else []
@@ -335,8 +424,6 @@ def retrain(
         promote, reasons = decide(new_summary, old_summary, gate, champion_version=champion_version)
     alias = track.CHAMPION if promote else track.CHALLENGER
     table = comparison_table(new_summary, new_audit, old_summary, old_audit)
-    digest = fingerprint(tables)
-    split = prepared.split
     on_step("logging the comparison and the model to MLflow")
     with mlflow.start_run(run_name=f"retrain {term}") as run:
         mlflow.set_tags(
@@ -347,6 +434,7 @@ def retrain(
                 "baoxue.alias": alias,
                 "baoxue.alias_reason": " ".join(reasons),
                 "data_fingerprint": digest,
+                **(tags or {}),
             }
         )
         mlflow.log_params(
@@ -388,8 +476,8 @@ def retrain(
             },
             "decision.json",
         )
-        example = test_frame.loc[
-            :, ["student_id", "as_of", "school_id", "class_id", *prepared.contract.feature_names]
+        example = test_example.loc[
+            :, ["student_id", "as_of", "school_id", "class_id", *contract.feature_names]
         ].head(5)
         _, version = track.log_risk_model(
             outcome.fitted.risk_model, input_example=example, model_name=store.model_name
