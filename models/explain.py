@@ -29,9 +29,22 @@ class Reason:
     contribution: float  # log-odds the whole group adds to this student's margin
 
 
+SMALL_BATCH = 512
+
+
+def threads_for(n_rows: int) -> dict[str, int]:
+    """`booster.predict` keywords for `n_rows`: one thread for a few rows (a page or an API
+    call). LightGBM's OpenMP team costs more than a few rows' work, and a server's
+    concurrent requests would each start one (one row: 67 us at p99 with one thread, 8 ms
+    with the default, as issue #8 measured); the weekly batch keeps every core."""
+    return {"num_threads": 1} if n_rows <= SMALL_BATCH else {}
+
+
 def contributions(booster: lgb.Booster, X: pd.DataFrame) -> np.ndarray:
     """TreeSHAP contributions, shape (n, n_features + 1); the last column is the base value."""
-    return np.asarray(booster.predict(X, pred_contrib=True), dtype=np.float64)
+    return np.asarray(
+        booster.predict(X, pred_contrib=True, **threads_for(len(X))), dtype=np.float64
+    )
 
 
 def group_contributions(

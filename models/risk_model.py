@@ -26,7 +26,7 @@ from mlflow.pyfunc.model import PythonModel
 
 from models.calibration import Calibrator
 from models.contract import FeatureContract
-from models.explain import contributions, top_reasons
+from models.explain import contributions, threads_for, top_reasons
 
 ARTIFACT_BOOSTER = "booster"
 ARTIFACT_CALIBRATION = "calibration"
@@ -110,7 +110,9 @@ class RiskModel(PythonModel):
     def margin(self, snapshot: pd.DataFrame) -> np.ndarray:
         assert self.booster and self.contract
         X = self.contract.matrix(snapshot)
-        return np.asarray(self.booster.predict(X, raw_score=True), dtype=np.float64)
+        return np.asarray(
+            self.booster.predict(X, raw_score=True, **threads_for(len(X))), dtype=np.float64
+        )
 
     def risk_scores(self, snapshot: pd.DataFrame) -> np.ndarray:
         """Calibrated probability of dropout within the horizon, one per row."""
@@ -137,7 +139,9 @@ class RiskModel(PythonModel):
         """One row per snapshot row: ids, risk_score, margin, rank, top reasons."""
         assert self.booster and self.calibrator and self.contract
         X = self.contract.matrix(snapshot)
-        margin = np.asarray(self.booster.predict(X, raw_score=True), dtype=np.float64)
+        margin = np.asarray(
+            self.booster.predict(X, raw_score=True, **threads_for(len(X))), dtype=np.float64
+        )
         risk = np.clip(self.calibrator.apply(margin), 0.0, 1.0)
         out = snapshot.loc[:, [c for c in PASS_THROUGH if c in snapshot.columns]].copy()
         out["risk_score"] = risk

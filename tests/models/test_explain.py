@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.explain import contributions, group_contributions, top_reasons
+from models.explain import SMALL_BATCH, contributions, group_contributions, threads_for, top_reasons
 
 GROUPS = {
     "unexcused_30d": "attendance",
@@ -86,3 +86,13 @@ def test_heavy_absence_is_the_first_reason(booster_and_X):
     assert reasons[0].group == "attendance"
     assert reasons[0].reason_code in {"ABSENCE_RECENT", "ABSENCE_STREAK"}
     assert "POVERTY" not in [r.reason_code for r in reasons]
+
+
+def test_a_few_rows_are_explained_on_one_thread_with_the_same_numbers(booster_and_X):
+    booster, X = booster_and_X
+    assert threads_for(1) == {"num_threads": 1} and threads_for(SMALL_BATCH + 1) == {}
+    few = X.head(3)
+    np.testing.assert_array_equal(
+        contributions(booster, few), booster.predict(few, pred_contrib=True)
+    )
+    np.testing.assert_array_equal(contributions(booster, X)[:3], contributions(booster, few))
