@@ -27,12 +27,21 @@ from serving.cli import app
 from serving.settings import get_settings
 from tests.conftest import make_store
 from tests.dask_county import local_client
-from tests.training.test_distributed_pipeline import COUNTY_SEED, N_PUPILS, N_SCHOOL_YEARS, TOML
+from tests.training.test_distributed_pipeline import COUNTY_SEED, N_PUPILS, N_SCHOOL_YEARS
 from training import track
 from training.config import TrainingConfig
 from training.retrain import FAIRNESS_ROW, RetrainResult, retrain, term_window
 
 TERM = "2025-1"
+# the county of test_distributed_pipeline.py with an as_of every 28 days (half its rows):
+# 11,000 training and 5,000 test rows, 17 test dropouts; the retrain takes 18 s in memory
+TOML = """
+[training]
+seed = 3
+as_of_every_days = 28
+early_stopping_rounds = 30
+gbm = { n_estimators = 200 }
+"""
 SUMMARY_KEYS = ("auc", "pr_auc", "brier", "precision_at_k", "recall_at_k")
 
 
@@ -139,7 +148,9 @@ def test_baoxue_retrain_on_dask_decides_on_the_in_memory_rows(
     assert metrics["brier.champion"] == pytest.approx(mem["Brier"], abs=1e-9)
     for key in SUMMARY_KEYS:
         assert f"{key}.challenger" in metrics
-    assert metrics["auc.challenger"] > 0.6
+    # a lightgbm.dask challenger: comparable, not identical (0.834-0.835 against 0.863 seen)
+    auc_dask = metrics["auc.challenger"]
+    assert auc_dask > 0.7 and abs(auc_dask - mem["AUC"]) < 0.1, (auc_dask, mem["AUC"])
     top = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"comparison.csv", "comparison.md", "decision.json"} <= top
     assert {"fairness_challenger.csv", "fairness_champion.csv"} <= top
