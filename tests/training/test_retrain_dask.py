@@ -183,3 +183,29 @@ def test_dask_terms_are_the_in_memory_terms_and_a_missing_term_is_named(
     result = CliRunner().invoke(app, ["retrain", str(export), "--term", "2031-1"])
     assert result.exit_code == 1, result.output
     assert "no autumn term 2031" in result.output and "Traceback" not in result.output
+
+
+def test_baoxue_retrain_on_dask_names_a_bad_cell_and_registers_nothing(
+    export: Path, cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    bad = tmp_path / "bad-export"
+    shutil.copytree(export, bad)
+    attendance = (bad / "attendance.csv").read_text(encoding="utf-8").splitlines()
+    student, day, _ = attendance[7].split(",")
+    attendance[7] = f"{student},{day},absent-ish"  # not an attendance status
+    (bad / "attendance.csv").write_text("\n".join(attendance) + "\n", encoding="utf-8")
+    home = tmp_path / "home"
+    monkeypatch.setenv("BAOXUE_PATHS__HOME", str(home))
+    monkeypatch.setenv("BAOXUE_COMPUTE__BACKEND", "dask")
+    monkeypatch.setenv("BAOXUE_COMPUTE__SCHEDULER", cluster.scheduler.address)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["retrain", str(bad), "--term", TERM])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 1, result.output
+    assert "attendance" in result.output and "status" in result.output
+    assert "Traceback" not in result.output and student not in result.output
+    assert not (home / "mlflow.db").exists()
