@@ -379,9 +379,12 @@ def _train_on_dask(settings: Settings, export_dir: Path, config: Any) -> Any:
     )
 
 
-def _on_dask(settings: Settings, export_dir: Path, title: str, run: Callable[..., Any]) -> Any:
+def _on_dask(
+    settings: Settings, export_dir: Path, title: str, run: Callable[..., Any], *, steps: int = 5
+) -> Any:
     """`run(client=, parts_dir=, schools_per_partition=, on_step=)` on the cluster of
-    compute.backend = "dask", with the export split into `<partitions_dir>-train`."""
+    compute.backend = "dask", with the export split into `<partitions_dir>-train` (a
+    progress bar of `steps` steps)."""
     from serving.services.distributed_scoring import dask_client
 
     if not export_dir.is_dir():
@@ -390,7 +393,7 @@ def _on_dask(settings: Settings, export_dir: Path, title: str, run: Callable[...
     base = compute.partitions_dir or settings.paths.home / "partitions"
     # beside the weekly batch's partitions, which a scheduled run may replace meanwhile
     parts_dir = base.with_name(f"{base.name}-train")
-    progress = Progress(5, title)
+    progress = Progress(steps, title)
     try:
         with dask_client(compute) as client:
             return run(
@@ -645,6 +648,7 @@ def retrain(
                     lambda **cluster: retrain_dask(
                         export_dir, config, store=_store(settings), term=parsed, **cluster
                     ),
+                    steps=6,
                 )
             )
             return
