@@ -62,3 +62,34 @@ def partitioned_county(root: Path, *, fmt: str = "parquet") -> PartitionedCounty
         export_dir, root / "parts", schools_per_partition=SCHOOLS_PER_PARTITION
     )
     return PartitionedCounty(export_dir, root / "parts", parts, read_export(export_dir))
+
+
+def with_bad_attendance_cell(export_dir: Path, out: Path, line: int) -> str:
+    """A copy of a CSV export whose attendance line `line` has an unknown status;
+    returns that row's student id (which no message may show)."""
+    import shutil
+
+    shutil.copytree(export_dir, out)
+    attendance = (out / "attendance.csv").read_text(encoding="utf-8").splitlines()
+    student, day, _ = attendance[line].split(",")
+    attendance[line] = f"{student},{day},absent-ish"  # not an attendance status
+    (out / "attendance.csv").write_text("\n".join(attendance) + "\n", encoding="utf-8")
+    return student
+
+
+def run_cli_on_dask(args: list[str], *, home: Path, scheduler: str, monkeypatch: Any) -> Any:
+    """`baoxue <args>` through typer's runner with compute.backend = dask on `scheduler`
+    and the service home `home`; the settings cache is cleared before and after."""
+    from typer.testing import CliRunner
+
+    from serving.cli import app
+    from serving.settings import get_settings
+
+    monkeypatch.setenv("BAOXUE_PATHS__HOME", str(home))
+    monkeypatch.setenv("BAOXUE_COMPUTE__BACKEND", "dask")
+    monkeypatch.setenv("BAOXUE_COMPUTE__SCHEDULER", scheduler)
+    get_settings.cache_clear()
+    try:
+        return CliRunner().invoke(app, args, catch_exceptions=False)
+    finally:
+        get_settings.cache_clear()

@@ -24,7 +24,7 @@ from features.synthetic import generate_county
 from serving.cli import app
 from serving.settings import get_settings
 from tests.conftest import make_store
-from tests.dask_county import local_client
+from tests.dask_county import local_client, run_cli_on_dask, with_bad_attendance_cell
 from training import track
 from training.config import TrainingConfig
 from training.distributed import (
@@ -220,23 +220,12 @@ def test_dask_training_refuses_what_it_cannot_do(export: Path, tmp_path: Path) -
 def test_baoxue_train_on_dask_names_a_bad_cell_and_registers_nothing(
     export: Path, cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import shutil
-
     bad = tmp_path / "bad-export"
-    shutil.copytree(export, bad)
-    attendance = (bad / "attendance.csv").read_text(encoding="utf-8").splitlines()
-    student, day, _ = attendance[5].split(",")
-    attendance[5] = f"{student},{day},absent-ish"  # not an attendance status
-    (bad / "attendance.csv").write_text("\n".join(attendance) + "\n", encoding="utf-8")
+    student = with_bad_attendance_cell(export, bad, 5)
     home = tmp_path / "home"
-    monkeypatch.setenv("BAOXUE_PATHS__HOME", str(home))
-    monkeypatch.setenv("BAOXUE_COMPUTE__BACKEND", "dask")
-    monkeypatch.setenv("BAOXUE_COMPUTE__SCHEDULER", cluster.scheduler.address)
-    get_settings.cache_clear()
-    try:
-        result = CliRunner().invoke(app, ["train", str(bad)], catch_exceptions=False)
-    finally:
-        get_settings.cache_clear()
+    result = run_cli_on_dask(
+        ["train", str(bad)], home=home, scheduler=cluster.scheduler.address, monkeypatch=monkeypatch
+    )
     assert result.exit_code == 1, result.output
     assert "attendance" in result.output and "status" in result.output
     assert "Traceback" not in result.output and student not in result.output

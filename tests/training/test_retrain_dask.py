@@ -26,7 +26,7 @@ from features.tables import RawTables
 from serving.cli import app
 from serving.settings import get_settings
 from tests.conftest import make_store
-from tests.dask_county import local_client
+from tests.dask_county import local_client, run_cli_on_dask, with_bad_attendance_cell
 from tests.training.test_distributed_pipeline import COUNTY_SEED, N_PUPILS, N_SCHOOL_YEARS
 from training import track
 from training.config import TrainingConfig
@@ -188,23 +188,15 @@ def test_dask_terms_are_the_in_memory_terms_and_a_missing_term_is_named(
 def test_baoxue_retrain_on_dask_names_a_bad_cell_and_registers_nothing(
     export: Path, cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import shutil
-
     bad = tmp_path / "bad-export"
-    shutil.copytree(export, bad)
-    attendance = (bad / "attendance.csv").read_text(encoding="utf-8").splitlines()
-    student, day, _ = attendance[7].split(",")
-    attendance[7] = f"{student},{day},absent-ish"  # not an attendance status
-    (bad / "attendance.csv").write_text("\n".join(attendance) + "\n", encoding="utf-8")
+    student = with_bad_attendance_cell(export, bad, 7)
     home = tmp_path / "home"
-    monkeypatch.setenv("BAOXUE_PATHS__HOME", str(home))
-    monkeypatch.setenv("BAOXUE_COMPUTE__BACKEND", "dask")
-    monkeypatch.setenv("BAOXUE_COMPUTE__SCHEDULER", cluster.scheduler.address)
-    get_settings.cache_clear()
-    try:
-        result = CliRunner().invoke(app, ["retrain", str(bad), "--term", TERM])
-    finally:
-        get_settings.cache_clear()
+    result = run_cli_on_dask(
+        ["retrain", str(bad), "--term", TERM],
+        home=home,
+        scheduler=cluster.scheduler.address,
+        monkeypatch=monkeypatch,
+    )
     assert result.exit_code == 1, result.output
     assert "attendance" in result.output and "status" in result.output
     assert "Traceback" not in result.output and student not in result.output
