@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pandas as pd
 
 PASSWORD = "load test password 123"
 SECRET = "load-test-secret-key-0123456789-abcdef"
@@ -43,16 +42,13 @@ WEIGHTS = (1, 3, 3)
 
 def records_json(tables: Any, student_ids: set[str]) -> dict[str, list[dict[str, Any]]]:
     """The tables of `student_ids` (and every school and school day) as JSON rows."""
+    from features.sources import json_records
+
     out: dict[str, list[dict[str, Any]]] = {}
     for name, frame in tables.as_dict().items():
         if "student_id" in frame.columns and name != "schools":
             frame = frame[frame["student_id"].isin(student_ids)]
-        frame = frame.copy()
-        for column in frame.columns:
-            if pd.api.types.is_datetime64_any_dtype(frame[column]):
-                frame[column] = frame[column].dt.strftime("%Y-%m-%d")
-        frame = frame.astype(object).where(frame.notna(), None)
-        out[name] = frame.to_dict("records")
+        out[name] = json_records(frame)
     return out
 
 

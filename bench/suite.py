@@ -523,6 +523,7 @@ class Workbench:
 
 def records_json(tables: Any, student_id: str) -> dict[str, list[dict[str, Any]]]:
     """One student's rows of every table as JSON rows (with their schools' days)."""
+    from features.sources import json_records
     from features.tables import ALL_TABLES
 
     schools = set(tables.enrolments.loc[tables.enrolments["student_id"] == student_id, "school_id"])
@@ -535,12 +536,7 @@ def records_json(tables: Any, student_id: str) -> dict[str, list[dict[str, Any]]
             frame = frame[frame["student_id"] == student_id]
         elif "school_id" in frame.columns:
             frame = frame[frame["school_id"].isin(schools)]
-        frame = frame.copy()
-        for column in frame.columns:
-            if pd.api.types.is_datetime64_any_dtype(frame[column]):
-                frame[column] = frame[column].dt.strftime("%Y-%m-%d")
-        frame = frame.astype(object).where(frame.notna(), None)
-        out[name] = frame.to_dict("records")
+        out[name] = json_records(frame)
     return out
 
 

@@ -16,7 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -28,14 +28,27 @@ logger = logging.getLogger(__name__)
 ExportFormat = Literal["csv", "parquet"]
 
 
-def _to_export_frame(name: str, frame: pd.DataFrame) -> pd.DataFrame:
-    """The table's contract columns, dates as ISO text for CSV-friendliness."""
-    cols = [c for c in COLUMNS[name] if c in frame.columns]
-    out = frame[cols].copy()
+def _iso_dates(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of `frame` with its date columns as ISO text (YYYY-MM-DD)."""
+    out = frame.copy()
     for col in out.columns:
         if pd.api.types.is_datetime64_any_dtype(out[col]):
             out[col] = out[col].dt.strftime("%Y-%m-%d")
     return out
+
+
+def _to_export_frame(name: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """The table's contract columns, dates as ISO text for CSV-friendliness."""
+    cols = [c for c in COLUMNS[name] if c in frame.columns]
+    return _iso_dates(frame[cols])
+
+
+def json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A table's rows as JSON-ready dicts, the shape `POST /v1/score` takes: dates as ISO
+    text, missing values as null."""
+    out = _iso_dates(frame)
+    records: list[dict[str, Any]] = out.astype(object).where(out.notna(), None).to_dict("records")
+    return records
 
 
 def write_export(tables: RawTables, out_dir: Path, fmt: ExportFormat = "csv") -> Path:

@@ -11,10 +11,10 @@ import shutil
 import time
 
 import numpy as np
-import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from features.sources import json_records
 from features.tables import ALL_TABLES, RawTables
 from serving.app import create_app
 from serving.services.users import add_user, get_viewer
@@ -33,12 +33,7 @@ def records_json(tables: RawTables, student_ids: set[str]) -> dict[str, list[dic
         frame = getattr(tables, name)
         if "student_id" in frame.columns and name != "schools":
             frame = frame[frame["student_id"].isin(student_ids)]
-        frame = frame.copy()
-        for column in frame.columns:
-            if pd.api.types.is_datetime64_any_dtype(frame[column]):
-                frame[column] = frame[column].dt.strftime("%Y-%m-%d")
-        frame = frame.astype(object).where(frame.notna(), None)
-        out[name] = frame.to_dict("records")
+        out[name] = json_records(frame)
     return out
 
 
