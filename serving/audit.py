@@ -182,9 +182,14 @@ class AuditWriter:
                     done.set_result(None)
 
     def _commit(self, batches: Sequence[Sequence[AccessIn]]) -> None:
-        values = [asdict(row) for rows in batches for row in rows]
         with self.sessions.begin() as session:
-            session.execute(insert(AuditEntry), values)
+            store_accesses(session, [row for rows in batches for row in rows])
+
+
+def store_accesses(session: Session, rows: Sequence[AccessIn]) -> None:
+    """Add `rows` to the session's transaction in one insert (the caller commits)."""
+    if rows:
+        session.execute(insert(AuditEntry), [asdict(row) for row in rows])
 
 
 def recent_access(

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from serving.api.errors import TooManyAttempts
-from serving.audit import AccessIn, AuditWriter, record_access
+from serving.audit import ACTION_MAX, AccessIn, AuditWriter, record_access, store_accesses
 from serving.auth import InvalidToken, Viewer, decode_access_token
 from serving.registry import LoadedModel, ModelHolder
 from serving.services.users import get_viewer as viewer_for_user
@@ -171,17 +171,14 @@ class Auditor:
         except Exception as exc:
             code = getattr(exc, "code", type(exc).__name__)
             self.session.rollback()
-            action = f"{self.action} -> {code}"[:128]
-            rows = [
-                AccessIn.of(self.viewer, attempted, action, entry.school_id)
-                for attempted in entry.attempted or [student_id]
-            ]
+            action = f"{self.action} -> {code}"[:ACTION_MAX]
+            attempted: list[str | None] = [*entry.attempted] or [student_id]
+            rows = [AccessIn.of(self.viewer, s, action, entry.school_id) for s in attempted]
             if self.writer is not None:
                 self.writer.record(rows)
             else:
                 with self.sessions.begin() as own:
-                    for row in rows:
-                        self._write(own, row.student_id, row.school_id, row.action)
+                    store_accesses(own, rows)
             raise
         if on_success:
             self.record([student_id], entry.school_id)
@@ -194,7 +191,7 @@ class Auditor:
             # End the read-only transaction first: its pooled connection goes back before
             # this thread waits for the writer, which needs one (the pool is finite).
             self.session.commit()
-            action = self.action[:128]
+            action = self.action[:ACTION_MAX]
             self.writer.record(
                 [AccessIn.of(self.viewer, s, action, school_id) for s in student_ids]
             )
@@ -205,7 +202,7 @@ class Auditor:
     def _write(
         self, session: Session, student_id: str | None, school_id: str | None, action: str
     ) -> None:
-        record_access(session, self.viewer, student_id, action[:128], school_id)
+        record_access(session, self.viewer, student_id, action[:ACTION_MAX], school_id)
 
 
 READ_METHODS = frozenset({"GET", "HEAD"})

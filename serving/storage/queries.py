@@ -32,10 +32,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import JSON, TypeDecorator, delete, func, insert, select
+from sqlalchemy import JSON, Table, TypeDecorator, delete, func, insert, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -359,7 +359,7 @@ def save_weekly_scores(session: Session, run_id: int, rows: Iterable[WeeklyScore
         "model_version": run.model_version,
         "created_at": utcnow(),
     }
-    table = WeeklyScore.__table__
+    table = cast(Table, WeeklyScore.__table__)
     stored = 0
     # The single writer of a weekly run is the province plan's bottleneck (docs/scale.md):
     # PostgreSQL gets COPY, others a Core executemany on the table (not the ORM's bulk
@@ -390,22 +390,17 @@ def _copy_into(session: Session, table: Any, values: list[dict[str, Any]]) -> No
     INSERT's would (e.g. `UtcDateTime` to naive UTC); JSON columns are sent as JSON text."""
     if not values:
         return
-    columns = list(values[0])
     dialect = session.get_bind().dialect
-    convert = [_copy_converter(table.c[c].type, dialect) for c in columns]
+    columns = [(c, _copy_converter(table.c[c].type, dialect)) for c in values[0]]
     connection = session.connection().connection.driver_connection
-    names = ", ".join(f'"{c}"' for c in columns)
+    assert connection is not None  # an open transaction's connection
+    names = ", ".join(f'"{c}"' for c, _ in columns)
     statement = f'COPY "{table.name}" ({names}) FROM STDIN'
     dbapi_error = dialect.loaded_dbapi.Error
     try:
         with connection.cursor() as cursor, cursor.copy(statement) as copy:
             for value in values:
-                copy.write_row(
-                    [
-                        v if f is None else f(v)
-                        for f, v in zip(convert, (value[c] for c in columns), strict=True)
-                    ]
-                )
+                copy.write_row([value[c] if f is None else f(value[c]) for c, f in columns])
     except dbapi_error as exc:  # as SQLAlchemy would raise it (IntegrityError, ...)
         raise DBAPIError.instance(statement, None, exc, dbapi_error) from exc
 
