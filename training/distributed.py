@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ import pandas as pd
 
 from features.distributed import read_partition
 from features.snapshot import build_snapshots
+from features.tables import RawTables
 from models.gbm import DEFAULT_PARAMS, make_classifier
 from training.labels import make_labels
 from training.matrices import _enrolment_end, with_groups
@@ -88,12 +89,38 @@ def labelled_partition(
     return frame
 
 
-def partition_calendar(parts_dir: Path, partition: int) -> tuple[set[dt.date], set[int]]:
-    """The school days of one partition's calendar and its enrolments' school years."""
-    tables, _ = read_partition(parts_dir, partition)
+def carried_groups(scored: pd.DataFrame, part: pd.DataFrame) -> pd.DataFrame:
+    """`scored` (rows aligned with `part`) with the fairness-group columns `part` carries
+    (``group:<name>``, `labelled_partition`), under their own names."""
+    for column in part.columns:
+        if str(column).startswith(GROUP_PREFIX):
+            scored[str(column)[len(GROUP_PREFIX) :]] = part[column].to_numpy()
+    return scored
+
+
+def calendar_of(tables: RawTables) -> tuple[set[dt.date], set[int]]:
+    """The school days of `tables`' calendar and its enrolments' school years."""
     days = {d.date() for d in pd.to_datetime(tables.calendar["date"]).drop_duplicates()}
     years = {int(y) for y in tables.enrolments["school_year"].unique()}
     return days, years
+
+
+def merge_calendars(
+    parts: Iterable[tuple[set[dt.date], set[int]]],
+) -> tuple[list[dt.date], set[int]]:
+    """The union of partitions' (school days, school years), the days sorted."""
+    days: set[dt.date] = set()
+    years: set[int] = set()
+    for part_days, part_years in parts:
+        days |= part_days
+        years |= part_years
+    return sorted(days), years
+
+
+def partition_calendar(parts_dir: Path, partition: int) -> tuple[set[dt.date], set[int]]:
+    """The school days of one partition's calendar and its enrolments' school years."""
+    tables, _ = read_partition(parts_dir, partition)
+    return calendar_of(tables)
 
 
 def export_calendar(
@@ -108,12 +135,7 @@ def export_calendar(
     if not partitions:
         raise ValueError("no partitions to read")
     parts = compute(*[delayed(partition_calendar)(Path(parts_dir), p) for p in partitions])  # type: ignore[no-untyped-call]
-    days: set[dt.date] = set()
-    years: set[int] = set()
-    for part_days, part_years in parts:
-        days |= part_days
-        years |= part_years
-    return sorted(days), years
+    return merge_calendars(parts)
 
 
 def labelled_snapshots_dask(

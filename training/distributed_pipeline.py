@@ -49,8 +49,8 @@ from models.risk_model import RiskModel
 from training import track
 from training.config import TrainingConfig
 from training.distributed import (
-    GROUP_PREFIX,
     best_n_trees,
+    carried_groups,
     dask_classifier_params,
     default_n_estimators,
     export_calendar,
@@ -297,11 +297,7 @@ def _test_scores(part: pd.DataFrame, fitted: FittedModels) -> pd.DataFrame | Non
     partition without test rows: LightGBM refuses to predict on none)."""
     if part.empty:
         return None
-    scores = score_frame(fitted, part.reset_index(drop=True))
-    for column in part.columns:
-        if str(column).startswith(GROUP_PREFIX):
-            scores[str(column)[len(GROUP_PREFIX) :]] = part[column].to_numpy()
-    return scores
+    return carried_groups(score_frame(fitted, part.reset_index(drop=True)), part)
 
 
 def _candidate_scores(part: pd.DataFrame, model: Any) -> pd.DataFrame:

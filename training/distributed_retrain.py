@@ -27,7 +27,7 @@ import pandas as pd
 from features.catalog import CATALOG_VERSION
 from training import track
 from training.config import TrainingConfig
-from training.distributed import GROUP_PREFIX
+from training.distributed import calendar_of, carried_groups, merge_calendars
 from training.distributed_pipeline import (
     _gather,
     evaluate_dask,
@@ -61,8 +61,7 @@ def partition_terms(parts_dir: Path, partition: int) -> tuple[set[dt.date], set[
     from features.school_calendar import school_terms
 
     tables, _ = read_partition(parts_dir, partition)
-    days = {d.date() for d in pd.to_datetime(tables.calendar["date"]).drop_duplicates()}
-    years = {int(y) for y in tables.enrolments["school_year"].unique()}
+    days, years = calendar_of(tables)
     return days, years, school_terms(tables.calendar)
 
 
@@ -77,11 +76,7 @@ def export_terms(
     if not partitions:
         raise ValueError("no partitions to read")
     parts = compute(*[delayed(partition_terms)(Path(parts_dir), p) for p in partitions])  # type: ignore[no-untyped-call]
-    days: set[dt.date] = set()
-    years: set[int] = set()
-    for part_days, part_years, _ in parts:
-        days |= part_days
-        years |= part_years
+    days, years = merge_calendars((part_days, part_years) for part_days, part_years, _ in parts)
     terms = pd.concat([t for _, _, t in parts], ignore_index=True)
     # a school's calendar travels whole with each partition whose pupils attended it
     terms = terms.drop_duplicates(["school_id", "term_no"]).reset_index(drop=True)
@@ -95,10 +90,7 @@ def _model_scores(part: pd.DataFrame, model: Any) -> pd.DataFrame | None:
         return None
     scored = part.loc[:, list(SCORED_IDS)].reset_index(drop=True)
     scored[MODEL] = model.risk_scores(part)
-    for column in part.columns:
-        if str(column).startswith(GROUP_PREFIX):
-            scored[str(column)[len(GROUP_PREFIX) :]] = part[column].to_numpy()
-    return scored
+    return carried_groups(scored, part)
 
 
 def _first_rows(part: pd.DataFrame, n: int) -> pd.DataFrame | None:
