@@ -64,7 +64,9 @@ def _validated_rows(keys: pd.DataFrame, students: pd.DataFrame) -> pd.DataFrame 
     columns: dict[str, np.ndarray] = {
         c: students[c].to_numpy(dtype=bool)[position].astype(np.int64) for c in flags
     }
-    columns["hardship_count"] = np.sum([columns[c] for c in HARDSHIP_FLAGS], axis=0, dtype=np.int64)
+    columns["hardship_count"] = np.asarray(
+        np.sum([columns[c] for c in HARDSHIP_FLAGS], axis=0, dtype=np.int64)
+    )
     left = students["left_behind"].to_numpy(dtype=object)[position]
     for value, col in zip(
         [v for v in LEFT_BEHIND if v != "none"], LEFT_BEHIND_COLUMNS, strict=True

@@ -372,7 +372,8 @@ def _as_ns(dates: pd.Series) -> pd.Series:
     if isinstance(dates.dtype, np.dtype) and dates.dtype.kind == "M":
         # The same bounds on the raw integers (pandas' comparisons cost ~0.1 ms each).
         unit, count = np.datetime_data(dates.dtype)
-        per_unit = int(np.timedelta64(count, unit) // np.timedelta64(1, "ns"))
+        # (numpy's stubs want the unit as a literal; datetime_data gives it as str)
+        per_unit = int(np.timedelta64(count, unit) // np.timedelta64(1, "ns"))  # type: ignore[call-overload]
         values = dates.to_numpy()
         ticks = values.view(np.int64)
         lowest = -(-pd.Timestamp.min.value // per_unit)

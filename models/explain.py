@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
@@ -32,7 +33,7 @@ class Reason:
 SMALL_BATCH = 512
 
 
-def threads_for(n_rows: int) -> dict[str, int]:
+def threads_for(n_rows: int) -> dict[str, Any]:
     """`booster.predict` keywords for `n_rows`: one thread for a few rows (a page or an API
     call). LightGBM's OpenMP team costs more than a few rows' work, and a server's
     concurrent requests would each start one (one row: 67 us at p99 with one thread, 8 ms
