@@ -82,7 +82,12 @@ def _fit_method(model: Any, X: pd.DataFrame, y: np.ndarray, method: str) -> Cali
 
 
 def fit_calibrator(
-    model: Any, X: pd.DataFrame, y: np.ndarray, *, order: np.ndarray | None = None
+    model: Any,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    *,
+    order: np.ndarray | None = None,
+    method: Literal["isotonic", "sigmoid"] | None = None,
 ) -> Calibrator:
     """Choose isotonic or sigmoid by Brier on the later half of the calibration rows.
 
@@ -92,11 +97,14 @@ def fit_calibrator(
     X, y : the calibration period's rows and labels
     order : a sort key of the rows in time (e.g. as_of); the earlier half fits, the later
         half validates. Without it, rows are taken in the given order.
+    method : fit this method on every row instead of choosing (no validation Brier)
     """
     y = np.asarray(y)
     if len(np.unique(y)) < 2:
         logger.warning("calibration period has a single class; leaving probabilities as they are")
         return Calibrator(method="identity")
+    if method is not None:
+        return _fit_method(model, X, y, method)
     idx = np.argsort(order, kind="stable") if order is not None else np.arange(len(y))
     half = len(idx) // 2
     early, late = idx[:half], idx[half:]
