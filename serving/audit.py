@@ -26,7 +26,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from serving.auth import Viewer
-from serving.storage.tables import AuditEntry, utcnow
+from serving.storage.tables import ID_LENGTH, AuditEntry, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -48,9 +48,22 @@ class AccessRow(BaseModel):
     school_id: str | None
 
 
-def _check_action(action: str) -> None:
-    if not action or len(action) > ACTION_MAX:
-        raise ValueError(f"an action has 1 to {ACTION_MAX} characters")
+def _fit(value: str | None, limit: int) -> str | None:
+    """`value` cut to `limit` characters (the last one an ellipsis when cut)."""
+    if value is None or len(value) <= limit:
+        return value
+    return value[: limit - 1] + "…"
+
+
+def _check_action(action: str) -> str:
+    """The action as stored: never empty, cut to `ACTION_MAX` characters.
+
+    A request may carry more than a column holds (a 120-character school id in a URL):
+    what is stored is cut, and the access is recorded all the same, never skipped.
+    """
+    if not action:
+        raise ValueError("an action is never empty")
+    return _fit(action, ACTION_MAX) or action
 
 
 def record_access(
@@ -66,15 +79,14 @@ def record_access(
 
     `student_id` may be None for list pages (then `school_id` says whose list).
     """
-    _check_action(action)
     row = AuditEntry(
         at=at or utcnow(),
         user_id=viewer.user_id,
         username=viewer.username,
         role=viewer.role,
-        student_id=student_id,
-        action=action,
-        school_id=school_id,
+        student_id=_fit(student_id, ID_LENGTH),
+        action=_check_action(action),
+        school_id=_fit(school_id, ID_LENGTH),
     )
     session.add(row)
     session.flush()
@@ -97,10 +109,15 @@ class AccessIn:
     def of(
         cls, viewer: Viewer, student_id: str | None, action: str, school_id: str | None
     ) -> AccessIn:
-        """The access `viewer` makes now."""
-        _check_action(action)
+        """The access `viewer` makes now (ids and action cut to what the columns hold)."""
         return cls(
-            utcnow(), viewer.user_id, viewer.username, viewer.role, student_id, action, school_id
+            utcnow(),
+            viewer.user_id,
+            viewer.username,
+            viewer.role,
+            _fit(student_id, ID_LENGTH),
+            _check_action(action),
+            _fit(school_id, ID_LENGTH),
         )
 
 

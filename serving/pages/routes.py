@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
@@ -42,7 +43,7 @@ from serving.services.scoring import StudentNotFound
 from serving.services.users import authenticate, get_viewer
 from serving.services.weekly_lists import ListNotFound
 from serving.storage.queries import NOTE_MAX
-from serving.storage.tables import FEEDBACK_KINDS, Case, utcnow
+from serving.storage.tables import FEEDBACK_KINDS, ID_LENGTH, ROW_ID_MAX, Case, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -230,6 +231,9 @@ def home(request: Request, session: SessionDep, viewer: PageViewer) -> Response:
     return render(request, "no_page.html", viewer=viewer)
 
 
+DOWNLOAD = "GET /lists/{school_id}/{as_of}.xlsx"
+
+
 @router.get("/lists/{school_id}/{as_of}.xlsx", response_model=None)
 def download_list(
     request: Request,
@@ -240,6 +244,9 @@ def download_list(
 ) -> Response:
     """The week's school list as the batch wrote it (XLSX), for the school's admin and the
     county. Audited without a student id, like a list read."""
+    if not 0 < len(school_id) <= ID_LENGTH:  # no school of the contract has this id
+        record_access(session, viewer, None, f"{DOWNLOAD} -> not_found", None)
+        return error_page(request, 404, "not_found_title", "list_not_found", viewer)
     action = f"GET /lists/{school_id}/{as_of.isoformat()}.xlsx"
     if viewer.role != "county_admin" and not (
         viewer.role == "school_admin" and viewer.school_id == school_id
@@ -476,6 +483,9 @@ def upload(
 # -- cases (包保责任人, 一生一策, 销号) ---------------------------------------------------
 
 CASE_PAGE = "GET /cases/{case_id}"
+# Ids a request names are checked against the database's range first: a bigger number
+# once reached the database and answered 500 (issue 21 item 9).
+CaseId = Annotated[int, PathParam(ge=1, le=ROW_ID_MAX, description="the case's id")]
 
 
 def _case_student(session: SessionDep, case_id: int) -> str | None:
@@ -520,7 +530,7 @@ def _case_response(
 
 
 @router.get("/cases/{case_id}", response_class=HTMLResponse)
-def case(request: Request, session: SessionDep, viewer: PageViewer, case_id: int) -> Response:
+def case(request: Request, session: SessionDep, viewer: PageViewer, case_id: CaseId) -> Response:
     """A case: history, plan, responsible adult and the 销号 form (audited, scoped)."""
     return _case_response(request, session, viewer, case_id, CASE_PAGE)
 
@@ -572,7 +582,7 @@ def case_plan(
     request: Request,
     session: SessionDep,
     viewer: PageViewer,
-    case_id: int,
+    case_id: CaseId,
     csrf_token: Annotated[str, Form(max_length=128)] = "",
     plan: Annotated[str, Form(max_length=8000)] = "",
     back: Annotated[str, Form(max_length=16)] = "",
@@ -597,9 +607,9 @@ def case_owner(
     request: Request,
     session: SessionDep,
     viewer: PageViewer,
-    case_id: int,
+    case_id: CaseId,
     csrf_token: Annotated[str, Form(max_length=128)] = "",
-    owner: Annotated[int, Form()] = 0,
+    owner: Annotated[int, Form(ge=1, le=ROW_ID_MAX)] = 0,
 ) -> Response:
     """Name the responsible adult (包保责任人)."""
     check_csrf(read_session(request), csrf_token)
@@ -620,7 +630,7 @@ def case_close(
     request: Request,
     session: SessionDep,
     viewer: PageViewer,
-    case_id: int,
+    case_id: CaseId,
     csrf_token: Annotated[str, Form(max_length=128)] = "",
     status: Annotated[str, Form(max_length=32)] = "",
     reason: Annotated[str, Form(max_length=8000)] = "",

@@ -48,6 +48,9 @@ CASE_REASONS = ("ladder", "high_tier")
 CASE_STATUSES = ("open", "returned", "transferred", "closed_other")
 
 ID_LENGTH = 64  # student, school and class ids from the export
+# The largest row id (Integer: 32 bits on PostgreSQL); ids from a request are checked
+# against it at the edge, so a bigger number is refused (404/422), never a database error.
+ROW_ID_MAX = 2**31 - 1
 
 
 def utcnow() -> dt.datetime:
