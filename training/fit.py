@@ -158,13 +158,19 @@ def tune_params(
     X_va, y_va = _xy(inner_valid, features)
 
     def objective(trial: Any) -> float:
-        params = {
-            "num_leaves": trial.suggest_int("num_leaves", 3, 31, log=True),
-            "min_child_samples": trial.suggest_int("min_child_samples", 20, 2000, log=True),
-            "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.2, log=True),
-            "reg_lambda": trial.suggest_float("reg_lambda", 0.1, 50.0, log=True),
-            "colsample_bytree": trial.suggest_float("colsample_bytree", 0.4, 1.0),
-        }
+        # Trial 0 keeps the settings as given (no parameter suggested, so best_params is
+        # {} when it wins): they are always one of the candidates.
+        params = (
+            {}
+            if trial.number == 0
+            else {
+                "num_leaves": trial.suggest_int("num_leaves", 3, 31, log=True),
+                "min_child_samples": trial.suggest_int("min_child_samples", 20, 2000, log=True),
+                "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.2, log=True),
+                "reg_lambda": trial.suggest_float("reg_lambda", 0.1, 50.0, log=True),
+                "colsample_bytree": trial.suggest_float("colsample_bytree", 0.4, 1.0),
+            }
+        )
         clf = fit_classifier(
             make(params),
             X_in,
@@ -179,7 +185,6 @@ def tune_params(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
-    study.enqueue_trial({})  # the defaults are always one of the candidates
     study.optimize(objective, timeout=seconds, n_trials=None)
     logger.info(
         "Optuna: %d trials in %d s, best validation average precision %.4f",
