@@ -13,9 +13,9 @@ the cached version it is marked ``registry`` without loading it again, and when 
 another version that version is loaded and swapped in. Without a cache, `start` loads
 from the registry before the service answers, as before.
 
-MLflow access goes through `training.track` (the one MLflow edge of the project), and
-MLflow (with LightGBM, behind `models.risk_model`) is imported only when a model is
-read: importing this module, and so `serving.app`, stays light.
+The registry is read through `models.registry` (training keeps the writing, in
+`training.track`), and MLflow (with LightGBM, behind `models.risk_model`) is imported
+only when a model is read: importing this module, and so `serving.app`, stays light.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from models.registry import CHAMPION, Store, alias_version, load_risk_model, version_metrics
 from serving.settings import Settings
-from training.track import CHAMPION, Store
 
 if TYPE_CHECKING:  # imported where a model is read: mlflow costs ~1 s of start-up
     from mlflow.entities.model_registry import ModelVersion
@@ -134,15 +134,11 @@ def champion_version(store: Store) -> str | None:
 def _champion(client: MlflowClient, store: Store) -> ModelVersion | None:
     """The champion's model version, None without one; raises when unreachable (the
     probe first, since `alias_version` reads any MLflow error as "no alias")."""
-    from training.track import alias_version
-
     client.search_registered_models(max_results=1)
     return alias_version(client, store.model_name, CHAMPION)
 
 
 def _from_registry(store: Store) -> LoadedModel:
-    from training.track import load_risk_model
-
     client = _point_mlflow(store)
     mv = _champion(client, store)
     if mv is None:
@@ -158,8 +154,6 @@ def _registry_model(
     client: MlflowClient, store: Store, mv: ModelVersion, model: RiskModel, version: str
 ) -> LoadedModel:
     """`model` as the registry's version `mv`, with the version's metadata."""
-    from training.track import version_metrics
-
     fingerprint: str | None = None
     trained_at: dt.datetime | None = None
     if mv.creation_timestamp:

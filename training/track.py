@@ -1,4 +1,7 @@
-"""MLflow: runs, the packaged model, the registry and its aliases (the I/O edge).
+"""MLflow: runs, logging and registering the packaged model, moving aliases (the I/O edge).
+
+The read side (the `Store`, alias lookup, loading a registered model) is
+`models.registry`, where serving may import it too; its names are re-exported here.
 
 The default store is local: a SQLite tracking/registry database and an artifact folder in
 the home folder (MLflow 3 refuses a plain file store). Any tracking server works by
@@ -12,35 +15,46 @@ import logging
 import tempfile
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-if TYPE_CHECKING:  # imported where MLflow is used: `mlflow` alone takes ~1 s to import,
-    # and the service's start-up (serving.registry imports this module) should not wait
-    from mlflow.entities.model_registry import ModelVersion
+from models.registry import (
+    CHALLENGER,
+    CHAMPION,
+    Store,
+    alias_version,
+    load_risk_model,
+    model_uri,
+    version_metrics,
+)
+
+if TYPE_CHECKING:  # imported where MLflow is used: `mlflow` alone takes ~1 s to import
     from mlflow.tracking import MlflowClient
 
     from models.risk_model import RiskModel
 
 logger = logging.getLogger(__name__)
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
+__all__ = [
+    "CHALLENGER",
+    "CHAMPION",
+    "MODEL_ARTIFACT",
+    "Store",
+    "alias_version",
+    "connect",
+    "load_risk_model",
+    "log_figures",
+    "log_frame",
+    "log_json",
+    "log_risk_model",
+    "model_uri",
+    "set_alias",
+    "version_metrics",
+]
+
 MODEL_ARTIFACT = "risk_model"
-
-
-@dataclass(frozen=True)
-class Store:
-    """Where runs and models go."""
-
-    tracking_uri: str
-    registry_uri: str
-    experiment: str
-    model_name: str
-    artifact_location: str | None = None  # for a local store; a server decides its own
 
 
 def connect(store: Store) -> MlflowClient:
@@ -111,57 +125,5 @@ def _requirements() -> list[str]:
     ]
 
 
-def alias_version(client: MlflowClient, model_name: str, alias: str) -> ModelVersion | None:
-    """The version behind an alias, or None when the alias (or the model) does not exist."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return client.get_model_version_by_alias(model_name, alias)
-    except MlflowException:
-        return None
-
-
 def set_alias(client: MlflowClient, model_name: str, alias: str, version: str) -> None:
     client.set_registered_model_alias(model_name, alias, version)
-
-
-def model_uri(model_name: str, ref: str) -> str:
-    """`champion`/`challenger` -> models:/name@alias; a number -> models:/name/number."""
-    return f"models:/{model_name}/{ref}" if ref.isdigit() else f"models:/{model_name}@{ref}"
-
-
-def load_risk_model(
-    model_name: str, ref: str, *, check_requirements: bool = True
-) -> tuple[RiskModel, str]:
-    """Load a registered RiskModel by alias or version. Returns (model, version).
-
-    ``check_requirements=False`` skips MLflow's warning about package versions that differ
-    from the model's pip requirements (it reads every installed package's file list).
-    """
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
-    from models.risk_model import RiskModel
-
-    client = MlflowClient()
-    if ref.isdigit():
-        mv = client.get_model_version(model_name, ref)
-    else:
-        found = alias_version(client, model_name, ref)
-        if found is None:
-            raise LookupError(f"no model version of {model_name!r} has the alias {ref!r}")
-        mv = found
-    pyfunc = mlflow.pyfunc.load_model(
-        model_uri(model_name, str(mv.version)), suppress_warnings=not check_requirements
-    )
-    model = pyfunc.unwrap_python_model()
-    if not isinstance(model, RiskModel):
-        raise TypeError(f"{model_name} version {mv.version} is not a Baoxue RiskModel")
-    return model, str(mv.version)
-
-
-def version_metrics(client: MlflowClient, mv: ModelVersion) -> dict[str, float]:
-    """The metrics of the run that produced a model version."""
-    if not mv.run_id:
-        return {}
-    return dict(client.get_run(mv.run_id).data.metrics)
