@@ -11,7 +11,8 @@ Changing a feature's meaning, name or dtype changes `CATALOG_VERSION`; a fitted 
 records the version it was trained with (`models.contract`).
 
 ``ethnic_minority`` is for fairness audits only: it is not in the catalog and never a
-snapshot column.
+snapshot column. Neither are a pupil's ``name`` (personal data, shown to the pupil's
+teachers only) and the ``class_name`` (a label for people, the same for a whole class).
 
 Columns ``extra_<attribute>`` come from the optional `student_attributes` table and get a
 generic entry (group ``"other"``, reason code ``EXTRA_<ATTRIBUTE>``) from `spec`.
@@ -40,7 +41,7 @@ REASON_GROUPS = (
 )
 VALUE_FORMATS = ("count", "percent", "points", "percentile", "years", "number", "flag")
 EXTRA_PREFIX = "extra_"
-NEVER_FEATURES = ("ethnic_minority",)
+NEVER_FEATURES = ("ethnic_minority", "name", "class_name")
 
 Lang = Literal["zh", "en"]
 

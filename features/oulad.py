@@ -603,7 +603,8 @@ def _enrolments(regs: pd.DataFrame) -> pd.DataFrame:
     cut = next_start - pd.Timedelta(days=1)
     rows["end_date"] = rows["end_date"].where(~(cut < rows["end_date"]), cut)
     rows["grade_level"] = np.int64(GRADE_LEVEL)
-    out = rows[list(COLUMNS["enrolments"])].copy()
+    # OULAD has no class names: the optional class_name column is left out
+    out = rows[[c for c in COLUMNS["enrolments"] if c in rows.columns]].copy()
     for col in ("student_id", "school_id", "class_id"):
         out[col] = out[col].astype("str")
     for col in ("school_year", "grade_level"):

@@ -36,11 +36,27 @@ logger = logging.getLogger(__name__)
 MIN_SCHOOL_YEAR = 1990
 MAX_SCHOOL_YEAR = 2100
 
+# Names and class names: a sane length, and no control characters (line breaks, tabs,
+# NUL, the C1 range) or the invisible Unicode controls that reorder or split a line
+# (bidi overrides and isolates, line/paragraph separators). Minority names written in
+# Chinese with a middle dot (阿卜杜热合曼·买买提明) stay far below the limit.
+MAX_NAME_CHARS = 64
+MAX_CLASS_NAME_CHARS = 64
+CONTROL_CHARACTERS = r"\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+NO_CONTROL_CHARACTERS = rf"[^{CONTROL_CHARACTERS}]*\Z"
+
 Kind = Literal["str", "date", "bool", "int", "float"]
 
 
 def _str(*checks: pa.Check) -> pa.Column:
     return pa.Column(str, checks=list(checks))
+
+
+def _text(max_chars: int) -> pa.Column:
+    """Optional free text (may be missing): at most `max_chars` characters, no control
+    characters."""
+    checks = [pa.Check.str_length(max_value=max_chars), pa.Check.str_matches(NO_CONTROL_CHARACTERS)]
+    return pa.Column(str, checks=checks, nullable=True)
 
 
 def _date() -> pa.Column:
@@ -101,7 +117,7 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
     ),
     "students": _table(
         "StudentsModel",
-        "`students`: attributes as known at export (`ethnic_minority` is optional).",
+        "`students`: attributes as known at export (`ethnic_minority` and `name` are optional).",
         {
             "student_id": _str(),
             "sex": _str(pa.Check.isin(list(SEXES))),
@@ -117,6 +133,7 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
             "guardian": _str(pa.Check.isin(list(GUARDIANS))),
             "boarding": _bool(),
             "ethnic_minority": _bool(),
+            "name": _text(MAX_NAME_CHARS),
         },
         unique=["student_id"],
     ),
@@ -131,6 +148,7 @@ SCHEMAS: dict[str, pa.DataFrameSchema] = {
             "grade_level": _int(pa.Check.ge(1), pa.Check.le(9)),
             "start_date": _date(),
             "end_date": _date(),
+            "class_name": _text(MAX_CLASS_NAME_CHARS),
         },
         unique=["student_id", "school_year"],
     ),

@@ -5,6 +5,7 @@ every frame has these in-memory dtypes (the producers in `features.synthetic` an
 importers build the same):
 
 * ids (`student_id`, `school_id`, `class_id`) and codes (`status`, `event`, ...): `str`
+* text (`students.name`, `enrolments.class_name`, both optional, may be missing): `str`
 * dates: `datetime64[ns]`, midnight, no time zone
 * booleans: `bool`
 * `school_year`, `grade_level`, `term`: `int64`
@@ -49,6 +50,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "guardian",
         "boarding",
         "ethnic_minority",
+        "name",
     ),
     "enrolments": (
         "student_id",
@@ -58,6 +60,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "grade_level",
         "start_date",
         "end_date",
+        "class_name",
     ),
     "attendance": ("student_id", "date", "status"),
     "grades": (
@@ -75,9 +78,12 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "student_attributes": ("student_id", "attribute", "value"),
 }
 OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
-    "students": ("ethnic_minority",),
-    "enrolments": ("start_date", "end_date"),
+    "students": ("ethnic_minority", "name"),
+    "enrolments": ("start_date", "end_date", "class_name"),
 }
+# Columns holding personal data (a pupil's name): never a feature, never in a log, an
+# error message or a research export. Validation reports a bad cell here without its value.
+PERSONAL_COLUMNS: dict[str, tuple[str, ...]] = {"students": ("name",)}
 
 SCHOOL_LEVELS = ("primary", "junior", "nine_year")
 SEXES = ("F", "M")

@@ -32,6 +32,7 @@ from features.schemas import (
     KEYS,
     MAX_SCHOOL_YEAR,
     MIN_SCHOOL_YEAR,
+    NO_CONTROL_CHARACTERS,
     NON_EMPTY_TABLES,
     Kind,
     column_kinds,
@@ -44,6 +45,7 @@ from features.tables import (
     ALL_TABLES,
     COLUMNS,
     OPTIONAL_COLUMNS,
+    PERSONAL_COLUMNS,
     REQUIRED_TABLES,
     RawTables,
     default_enrolment_end,
@@ -83,6 +85,8 @@ RULES: dict[str, str] = {
     "not_enrolled": "attendance outside every enrolment",
     "not_school_day": "attendance on a day that is not a school day",
     "score_above_max": "score above max_score",
+    "too_long": "text too long",
+    "control_character": "text with a control character",
     "invalid_value": "value fails a check",
 }
 
@@ -601,6 +605,10 @@ def passes_schema(model: pa.DataFrameSchema, frame: pd.DataFrame) -> bool:
                 return False
             if check.name == "isin" and "allowed_values" in stats:
                 ok = values.isin(list(stats["allowed_values"]))
+            elif check.name == "str_length" and _only_max_length(stats):
+                ok = values.str.len() <= stats["max_value"]
+            elif check.name == "str_matches" and stats.get("pattern") == NO_CONTROL_CHARACTERS:
+                ok = values.str.match(NO_CONTROL_CHARACTERS)
             elif check.name in _RANGE_CHECKS and len(stats) == 1:
                 ok = _RANGE_CHECKS[check.name](values, next(iter(stats.values())))
             else:
@@ -615,8 +623,29 @@ def passes_schema(model: pa.DataFrameSchema, frame: pd.DataFrame) -> bool:
     return True
 
 
+def _only_max_length(stats: Mapping[str, object]) -> bool:
+    """Whether a ``str_length`` check's statistics set only a maximum length."""
+    return (
+        isinstance(stats.get("max_value"), int)
+        and stats.get("min_value") is None
+        and stats.get("exact_value") is None
+    )
+
+
+def is_personal(name: str, column: str | None) -> bool:
+    """Whether `column` of table `name` holds personal data (its cells are never shown)."""
+    return column is not None and column in PERSONAL_COLUMNS.get(name, ())
+
+
 def _expectation(name: str, column: str | None, rule: str) -> str:
     """A sentence saying what the contract wants in `column` of table `name`."""
+    text = _expected_value(name, column, rule)
+    if is_personal(name, column) and rule not in ("missing_column", "duplicate_key"):
+        text += "; the cell is not shown (names are personal data)"
+    return text
+
+
+def _expected_value(name: str, column: str | None, rule: str) -> str:
     if rule == "duplicate_key":
         key = ", ".join(KEYS.get(name, (column or "",)))
         return f"each ({key}) to appear only once; it already appears in an earlier row"
@@ -636,6 +665,13 @@ def _expectation(name: str, column: str | None, rule: str) -> str:
         allowed = stats["allowed_values"]
         assert isinstance(allowed, list | tuple | set | frozenset)
         return "one of: " + ", ".join(str(a) for a in allowed)
+    if rule == "too_long" and stats.get("max_value") is not None:
+        return f"text of at most {stats['max_value']} characters"
+    if rule == "control_character":
+        return (
+            "text without control characters (no line break, tab, NUL or invisible "
+            "direction mark inside the cell)"
+        )
     if rule == "out_of_range":
         low, high = stats.get("min_value"), stats.get("max_value")
         if low is not None and high is not None:
@@ -657,6 +693,10 @@ def _rule_of_check(check: str, kind: Kind | None) -> str:
         return "unknown_value"
     if check.startswith(("greater_than", "less_than", "in_range", "equal_to")):
         return "out_of_range"
+    if check.startswith("str_length"):
+        return "too_long"
+    if check.startswith("str_matches"):
+        return "control_character"
     if "uniqueness" in check or check == "unique":
         return "duplicate_key"
     if check == "column_in_dataframe":
@@ -695,7 +735,9 @@ def failure_findings(
     for (rule, column), group in located.groupby(["rule", "column"], sort=False, dropna=False):
         col = None if pd.isna(column) else str(column)
         rows = pd.Series(True, index=pd.Index(group["index"].to_numpy()))
-        values = pd.Series(group["failure_case"].to_numpy(), index=rows.index)
+        values = None
+        if not is_personal(name, col):
+            values = pd.Series(group["failure_case"].to_numpy(), index=rows.index)
         finding = mask_finding(
             str(rule), file, col, rows, values, _expectation(name, col, str(rule))
         )
@@ -1009,6 +1051,10 @@ def _final(
     out = (typed(name, frame) if typed_frame is None else typed_frame).reset_index(drop=True)
     if name == "students" and "ethnic_minority" not in out.columns:
         out["ethnic_minority"] = pd.Series(pd.NA, index=out.index, dtype="boolean")
+    for col in OPTIONAL_COLUMNS.get(name, ()):
+        if col not in out.columns and column_kinds(name)[col] == "str":
+            # an absent optional text column (names, class names) reads as all-missing
+            out[col] = pd.Series(None, index=out.index, dtype="str")
     return out[list(COLUMNS[name])]
 
 

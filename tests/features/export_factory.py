@@ -2,7 +2,9 @@
 
 Two schools (a primary and a junior school), twenty students, September and October
 2024 as school days (weekdays, minus the National Day week). Built as `RawTables` with
-the in-memory dtypes, so `write_export` can put it on disk as CSV or Parquet.
+the in-memory dtypes, so `write_export` can put it on disk as CSV or Parquet. Every
+student but S020 has a name; every class of the primary school has a class name, those
+of the junior school have none (shown as derived "N年级(M)班").
 """
 
 from __future__ import annotations
@@ -31,6 +33,13 @@ def school_days() -> pd.DatetimeIndex:
 
 def student_ids() -> list[str]:
     return [f"S{i:03d}" for i in range(1, N_STUDENTS + 1)]
+
+
+PUPIL_NAMES = (
+    "王浩然", "李欣怡", "张子轩", "刘雨萱", "陈一鸣", "杨诗涵", "赵宇航", "黄可馨", "吴俊杰",
+    "周梓涵", "徐天佑", "孙雅琪", "马晨阳", "朱思彤", "胡博文", "郭语嫣", "何家豪", "林晓雪",
+    "阿卜杜热合曼·买买提明",
+)  # fmt: skip
 
 
 def build_tables() -> RawTables:
@@ -75,6 +84,7 @@ def build_tables() -> RawTables:
             ],
             "boarding": [i >= 10 for i in range(n)],
             "ethnic_minority": [i % 9 == 0 for i in range(n)],
+            "name": pd.Series([*PUPIL_NAMES, None], dtype="str"),
         }
     )
     # S001-S010 at the primary school (grades 5-6), S011-S020 at the junior school (7-8).
@@ -87,6 +97,9 @@ def build_tables() -> RawTables:
             "grade_level": [5 + i // 5 for i in range(n)],
             "start_date": _dates(["2024-08-01"] * n),
             "end_date": _dates(["2025-07-31"] * n),
+            "class_name": pd.Series(
+                [f"{'五六'[i // 5]}年级(1)班" if i < 10 else None for i in range(n)], dtype="str"
+            ),
         }
     )
     statuses = ("late", "absent_unexcused", "leave_sick", "leave_personal", "present")

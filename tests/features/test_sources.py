@@ -20,8 +20,9 @@ EXPECTED_DTYPES = {
     "schools": ["str", "str", "str", "str", "str", "bool"],
     "calendar": ["str", "datetime64[ns]"],
     "students": ["str", "str", "datetime64[ns]", *["bool"] * 6, "str", "bool", "str", "bool"]
-    + ["bool"],
-    "enrolments": ["str", "int64", "str", "str", "int64", "datetime64[ns]", "datetime64[ns]"],
+    + ["bool", "str"],
+    "enrolments": ["str", "int64", "str", "str", "int64", "datetime64[ns]", "datetime64[ns]"]
+    + ["str"],
     "attendance": ["str", "datetime64[ns]", "str"],
     "grades": ["str", "int64", "int64", "str", "str", "float64", "float64", "datetime64[ns]"],
     "status_events": ["str", "datetime64[ns]", "str", "str"],
@@ -53,6 +54,12 @@ def test_valid_export_loads_with_contract_dtypes(tmp_path: Path, fmt: str) -> No
         assert _dtypes(frame) == EXPECTED_DTYPES[name], name
         assert len(frame) == len(getattr(expected, name)), name
     assert loaded.tables.schools["name"].tolist() == ["石桥小学", "石桥初级中学"]
+    names = loaded.tables.students["name"]
+    assert names.tolist()[:2] == ["王浩然", "李欣怡"]
+    assert names.isna().tolist() == [False] * 19 + [True]  # S020 has no name
+    assert names.iloc[18] == "阿卜杜热合曼·买买提明"
+    class_names = loaded.tables.enrolments["class_name"]
+    assert class_names.iloc[0] == "五年级(1)班" and class_names.isna().sum() == 10
     assert loaded.tables.grades["score"].isna().sum() == 1  # the missed exam stays missing
     pd.testing.assert_frame_equal(
         loaded.tables.attendance, expected.attendance, check_dtype=False, check_index_type=False
@@ -69,8 +76,8 @@ def test_absent_optional_tables_and_columns_get_defaults(tmp_path: Path) -> None
     tables = tables.replace(
         interventions=tables.interventions.iloc[:0],
         student_attributes=tables.student_attributes.iloc[:0],
-        students=tables.students.drop(columns="ethnic_minority"),
-        enrolments=tables.enrolments.drop(columns=["start_date", "end_date"]),
+        students=tables.students.drop(columns=["ethnic_minority", "name"]),
+        enrolments=tables.enrolments.drop(columns=["start_date", "end_date", "class_name"]),
     )
     export = write_export(tables, tmp_path / "export")
     assert not (export / "interventions.csv").exists()
@@ -81,6 +88,9 @@ def test_absent_optional_tables_and_columns_get_defaults(tmp_path: Path) -> None
     assert _dtypes(loaded.interventions) == EXPECTED_DTYPES["interventions"]
     assert _dtypes(loaded.student_attributes) == EXPECTED_DTYPES["student_attributes"]
     assert loaded.students["ethnic_minority"].isna().all()
+    assert loaded.students["name"].isna().all() and loaded.enrolments["class_name"].isna().all()
+    assert _dtypes(loaded.students) == EXPECTED_DTYPES["students"][:-2] + ["boolean", "str"]
+    assert _dtypes(loaded.enrolments) == EXPECTED_DTYPES["enrolments"]
     assert (loaded.enrolments["start_date"] == pd.Timestamp("2024-08-01")).all()
     assert (loaded.enrolments["end_date"] == pd.Timestamp("2025-07-31")).all()
 

@@ -248,12 +248,18 @@ def _broken(name: str, frame: pd.DataFrame, how: str, column: str) -> pd.DataFra
         out = pd.concat([out, out.iloc[[0]]], ignore_index=True)
     elif how == "extra":
         out["extra"] = 1
+    elif how == "long" and dtype == "str":
+        out.loc[out.index[0], column] = "长" * 200
+    elif how == "control" and dtype == "str":
+        out.loc[out.index[-1], column] = "王\n明"
     else:
         return None
     return out
 
 
-@pytest.mark.parametrize("how", ["missing", "object", "low", "high", "code", "duplicate", "extra"])
+@pytest.mark.parametrize(
+    "how", ["missing", "object", "low", "high", "code", "duplicate", "extra", "long", "control"]
+)
 def test_the_pre_check_never_passes_a_frame_pandera_rejects(how: str) -> None:
     rejected = 0
     for name, frame in _typed_tables().items():
@@ -289,3 +295,70 @@ def test_the_schemas_are_built_once_and_validation_never_imports_dask() -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "False"
+
+
+# ------------------------------------------------------------ names and class names
+
+# Pieces of the bad names below: none may appear in a report or a log line.
+_BAD_NAMES = {
+    2: ("王" * 30 + "浩然" * 20, "too_long"),  # row 2: 70 characters
+    3: ("李\t欣怡", "control_character"),  # a tab inside the cell
+    4: ("张子\u202e轩", "control_character"),  # a right-to-left override
+}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_bad_names_are_reported_by_row_without_the_name(
+    tmp_path: Path, fmt: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    tables = build_tables()
+    students = tables.students.copy()
+    for row, (name, _) in _BAD_NAMES.items():
+        students.loc[row - 2, "name"] = name
+    enrolments = tables.enrolments.copy()
+    enrolments.loc[19, "class_name"] = "八年级\x00(2)班"
+    enrolments.loc[18, "class_name"] = "八年级(2)班" * 10
+    from features.sources import write_export
+
+    export = write_export(
+        tables.replace(students=students, enrolments=enrolments),
+        tmp_path / "export",
+        fmt,  # type: ignore[arg-type]
+    )
+
+    with caplog.at_level("DEBUG"), pytest.raises(InputTableError) as caught:
+        load_export(export)
+
+    error = caught.value
+    students_file, enrolments_file = f"students.{fmt}", f"enrolments.{fmt}"
+    found = {(v.rule, v.file, v.row, v.column, v.value) for v in error.violations}
+    assert found == {
+        ("too_long", students_file, 2, "name", None),
+        ("control_character", students_file, 3, "name", None),
+        ("control_character", students_file, 4, "name", None),
+        ("too_long", enrolments_file, 20, "class_name", ("八年级(2)班" * 10)[:39] + "…"),
+        ("control_character", enrolments_file, 21, "class_name", "八年级\x00(2)班"),
+    }
+    by_row = {v.row: v.expected for v in error.violations if v.file == students_file}
+    assert by_row[2] == (
+        "text of at most 64 characters; the cell is not shown (names are personal data)"
+    )
+    assert by_row[3].startswith("text without control characters")
+    report = error.report()
+    assert "too_long: text too long (2)" in report
+    assert "control_character: text with a control character (3)" in report
+    shown = report + str(error) + "\n".join(r.getMessage() for r in caplog.records)
+    for piece in ("王王", "浩然", "欣怡", "张子", "\u202e"):
+        assert piece not in shown, piece
+
+
+def test_names_and_class_names_may_be_empty_or_absent() -> None:
+    tables = build_tables()
+    assert tables.students["name"].isna().sum() == 1  # S020 has no name
+    no_names = tables.replace(
+        students=tables.students.drop(columns="name"),
+        enrolments=tables.enrolments.drop(columns="class_name"),
+    )
+    assert validate_tables(no_names) == []
+    unnamed = tables.students.assign(name=pd.Series(None, index=tables.students.index, dtype="str"))
+    assert validate_tables(tables.replace(students=unnamed)) == []
