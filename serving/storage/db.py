@@ -6,14 +6,17 @@ foreign keys, busy timeout, connections shared across threads) live here and now
 else, so the rest of the code is the same on both.
 
 Transactions belong to the caller: query functions flush, the caller commits, usually as
-`with sessions.begin() as session: ...`.
+`with sessions.begin() as session: ...`; a job that needs one transaction on its own
+engine writes `with session_scope(settings) as session: ...`.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alembic import command
 from alembic.config import Config
@@ -21,6 +24,9 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
+
+if TYPE_CHECKING:
+    from serving.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +184,22 @@ def init_db(url: str | URL) -> None:
             database = database.removeprefix("file:")
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     migrate(parsed)
+
+
+@contextmanager
+def session_scope(settings: Settings, *, init: bool = True) -> Iterator[Session]:
+    """One transaction on the service database, on an engine of its own (a job's or a
+    command's): the database migrated first (`init_db`; `init=False` skips it for one
+    a job has just migrated), the session committed when the block ends, rolled back when
+    it raises, and the engine disposed either way."""
+    if init:
+        init_db(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        with session_factory(engine).begin() as session:
+            yield session
+    finally:
+        engine.dispose()
 
 
 def database_problem(error: BaseException) -> str:

@@ -19,6 +19,7 @@ from serving.storage.db import (
     make_engine,
     migrate,
     session_factory,
+    session_scope,
 )
 from serving.storage.tables import Base, ScoreRun, WeeklyScore
 
@@ -51,6 +52,21 @@ def test_init_db_creates_the_folder_and_migrates_from_empty(tmp_path: Path) -> N
             assert MigrationContext.configure(connection).get_current_revision() == _head()
     finally:
         engine.dispose()
+
+
+def test_session_scope_migrates_commits_and_rolls_back(tmp_path: Path) -> None:
+    from serving.settings import PathSettings, Settings
+
+    settings = Settings(paths=PathSettings(home=tmp_path / "home"))
+    with session_scope(settings) as session:  # a new database: migrated first
+        session.add(ScoreRun(as_of=dt.date(2025, 3, 3), model_version="1"))
+    with pytest.raises(RuntimeError), session_scope(settings, init=False) as session:
+        session.add(ScoreRun(as_of=dt.date(2025, 3, 10), model_version="2"))
+        session.flush()
+        raise RuntimeError("the job failed")
+    with session_scope(settings, init=False) as session:
+        kept = session.scalars(select(ScoreRun.model_version)).all()
+    assert kept == ["1"]
 
 
 def test_migrations_create_exactly_the_models_schema(db_engine) -> None:
