@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from features.holidays import SchoolYearCalendar, school_year_calendar
+from features.names import GRADE_NUMERALS
 from features.schemas import empty_frame
 from features.tables import (
     ATTENDANCE_STATUSES,
@@ -62,6 +63,36 @@ COUNTY_TOWN_SHARE = 0.30  # share of pupils in county-town schools
 NINE_YEAR_SCHOOL_PROB = 0.35  # a township has a 九年一贯制 school
 RURAL_TO_TOWN_JUNIOR = 0.06  # rural grade-6 leavers who go to a county-town junior school
 COHORT_TREND = 0.95  # each new grade-1 cohort relative to the previous one (falling births)
+
+# Pupils' names: a surname drawn by its share of the population (approximate shares,
+# per cent, of China's most common surnames), then a given name of one character
+# (P_SINGLE_GIVEN) or two, from characters common in names of children born 2008-2020,
+# separate lists for girls and boys. Names come from their own random stream
+# (NAME_STREAM), so adding or changing them leaves every other column of a seed as it was.
+SURNAMES = (
+    ("王", 7.1), ("李", 7.0), ("张", 6.7), ("刘", 5.4), ("陈", 4.5), ("杨", 3.1), ("赵", 2.3),
+    ("黄", 2.2), ("吴", 2.1), ("周", 1.9), ("徐", 1.6), ("孙", 1.5), ("马", 1.5), ("朱", 1.3),
+    ("胡", 1.3), ("郭", 1.2), ("何", 1.2), ("林", 1.1), ("高", 1.1), ("罗", 1.0), ("郑", 0.9),
+    ("梁", 0.9), ("谢", 0.8), ("宋", 0.7), ("唐", 0.7), ("许", 0.7), ("韩", 0.7), ("冯", 0.6),
+    ("邓", 0.6), ("曹", 0.6), ("彭", 0.6), ("曾", 0.6), ("肖", 0.6), ("田", 0.6), ("董", 0.6),
+    ("袁", 0.5), ("潘", 0.5), ("于", 0.5), ("蒋", 0.5), ("蔡", 0.5), ("余", 0.5), ("杜", 0.5),
+    ("叶", 0.5), ("程", 0.5), ("苏", 0.4), ("魏", 0.4), ("吕", 0.4), ("丁", 0.4), ("任", 0.4),
+    ("沈", 0.4), ("姚", 0.4), ("卢", 0.4), ("姜", 0.4), ("崔", 0.3), ("钟", 0.3), ("谭", 0.3),
+    ("陆", 0.3), ("汪", 0.3), ("范", 0.3), ("金", 0.3), ("石", 0.3), ("廖", 0.3), ("贾", 0.3),
+    ("夏", 0.2), ("韦", 0.2), ("付", 0.2), ("方", 0.2), ("白", 0.2), ("邹", 0.2), ("孟", 0.2),
+    ("熊", 0.2), ("秦", 0.2), ("邱", 0.2), ("江", 0.2), ("尹", 0.1), ("薛", 0.1), ("段", 0.1),
+    ("雷", 0.1), ("侯", 0.1), ("龙", 0.1), ("史", 0.1), ("陶", 0.1), ("黎", 0.1), ("贺", 0.1),
+)  # fmt: skip
+GIVEN_FIRST = {
+    "M": "子宇浩俊梓一家嘉志天明文博睿晨思泽铭宏建佳鹏金立伟永国世春海",
+    "F": "欣梓子雨诗佳思可一紫语晓雅心美婉玉丽春海秋若芷依梦",
+}
+GIVEN_SECOND = {
+    "M": "轩然宇杰豪博辰航睿泽涛阳鑫磊宁昊晨毅凯强鹏伟林宏斌成飞龙勇峰",
+    "F": "怡涵萱琪雨彤妍悦婷静颖瑶蕊琳洁雪娜倩璇晴菲霞丹萍",
+}
+P_SINGLE_GIVEN = 0.10
+NAME_STREAM = 0x6E616D65  # "name": the names' random stream, next to the seed
 
 # Per-grade yearly probability that an average enrolled pupil starts a dropout.
 DROPOUT_TARGET: dict[int, float] = {
@@ -963,10 +994,37 @@ def _dates(values: np.ndarray) -> pd.Series:
     return pd.Series(values.astype("datetime64[ns]"))
 
 
+def _pupil_names(male: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A plausible Chinese name per pupil (object array of str), a given name to suit the
+    pupil's sex; `rng` is the names' own stream (the same draws whatever `male` holds)."""
+    n = male.shape[0]
+    chars, shares = zip(*SURNAMES, strict=True)
+    weights = np.asarray(shares, dtype=np.float64)
+    picked = rng.choice(len(chars), size=n, p=weights / weights.sum())
+    surname = np.asarray(chars, dtype=object)[picked]
+    single = rng.random(n) < P_SINGLE_GIVEN
+    given = np.empty(n, dtype=object)
+    for sex, rows in (("M", male), ("F", ~male)):
+        first = np.asarray(list(GIVEN_FIRST[sex]), dtype=object)
+        second = np.asarray(list(GIVEN_SECOND[sex]), dtype=object)
+        a = first[rng.integers(0, first.size, n)]
+        b = second[rng.integers(0, second.size, n)]
+        # one character for a single given name, or where both lists drew the same one
+        given[rows] = np.where(single | (a == b), b, a + b)[rows]
+    names: np.ndarray = surname + given
+    return names
+
+
 def _students_frame(
-    pop: _Population, geo: _Geography, out: _Out, ids: np.ndarray, rng: np.random.Generator
+    pop: _Population,
+    geo: _Geography,
+    out: _Out,
+    ids: np.ndarray,
+    rng: np.random.Generator,
+    names_rng: np.random.Generator,
 ) -> pd.DataFrame:
-    """The `students` table; boarding depends on the last school attended."""
+    """The `students` table; boarding depends on the last school attended; names come
+    from `names_rng` only."""
     kind = geo.kind[out.last_school]
     g = out.last_grade
     p_board = np.select(
@@ -993,6 +1051,7 @@ def _students_frame(
             "guardian": _str(pop["guardian"], GUARDIANS),
             "boarding": boarding,
             "ethnic_minority": pop["minority"].astype(bool),
+            "name": _str(_pupil_names(pop["male"].astype(bool), names_rng)),
         }
     )
 
@@ -1003,8 +1062,10 @@ def _build_frames(
     calendars: list[SchoolYearCalendar],
     out: _Out,
     rng: np.random.Generator,
+    names_rng: np.random.Generator,
 ) -> RawTables:
-    """Turn the simulated rows into the frames of `RawTables`."""
+    """Turn the simulated rows into the frames of `RawTables` (pupils' names from
+    `names_rng`, class names "N年级(M)班" from grade and class number)."""
     ids = np.array([f"S{k:06d}" for k in range(pop.n)], dtype=object)
     schools = _schools_frame(geo)
     n_schools = len(geo.school_id)
@@ -1040,6 +1101,12 @@ def _build_frames(
             "grade_level": grade.astype(np.int64),
             "start_date": pd.Series(years).map(start).astype("datetime64[ns]"),
             "end_date": pd.Series(years).map(end).astype("datetime64[ns]"),
+            "class_name": (
+                pd.Series(np.asarray(GRADE_NUMERALS, dtype=object)[grade - 1], dtype="str")
+                + "年级("
+                + pd.Series(klass + 1).astype("str")
+                + ")班"
+            ).astype("str"),
         }
     )
     att = out.attendance
@@ -1082,7 +1149,7 @@ def _build_frames(
             "outcome": _str(_cat(iv, "outcome"), OUTCOMES),
         }
     )
-    students = _students_frame(pop, geo, out, ids, rng)
+    students = _students_frame(pop, geo, out, ids, rng, names_rng)
     seen = np.zeros(pop.n, dtype=bool)
     seen[_cat(enr, "pupil")] = True
     students = students[seen].reset_index(drop=True)
@@ -1169,7 +1236,8 @@ def generate_county(
             [out.last_grade, np.zeros(pop.n - out.last_grade.size, dtype=np.int64)]
         )
         _simulate_year(pop, geo, cal, rng, out)
-    tables = _build_frames(pop, geo, calendars, out, rng)
+    names_rng = np.random.default_rng([seed, NAME_STREAM])
+    tables = _build_frames(pop, geo, calendars, out, rng, names_rng)
     logger.info(
         "synthetic county: %d schools, %d students, %d school years from %d, "
         "%d attendance rows, %d grade rows in %.1fs",
