@@ -22,11 +22,16 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.api.deps import LoginLimiter
-from serving.api.errors import CatchAllMiddleware, register_error_handlers
+from serving.api.errors import (
+    BodyTooLarge,
+    CatchAllMiddleware,
+    register_error_handlers,
+    too_large_response,
+)
 from serving.api.routes import admin, auth, health, lists, model, risk, students
 from serving.audit import AuditWriter
 from serving.auth import secret_key
@@ -81,6 +86,53 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class BodySizeLimit:
+    """Refuse a request body over `max_bytes` with 413 before reading it (plain ASGI).
+
+    A declared `Content-Length` over the limit is answered at once; a body without one
+    (chunked) is counted as it arrives, and answered 413 as soon as it passes the limit
+    (the app then sees the client gone, and what it would answer is dropped). `exempt`
+    paths limit their bodies themselves: `POST /v1/score` after authenticating the
+    caller (a larger limit of its own), `/upload` per file (`serving.pages`).
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, exempt: Iterable[str] = ()) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.exempt = frozenset(exempt)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        refusal = BodyTooLarge(self.max_bytes)
+        length = Headers(scope=scope).get("content-length", "")
+        if length.isdigit() and int(length) > self.max_bytes:
+            await too_large_response(refusal)(scope, receive, send)
+            return
+        received = 0
+        refused = False
+
+        async def counted_receive() -> Message:
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    refused = True
+                    await too_large_response(refusal)(scope, receive, send)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            if not refused:  # once the 413 is sent, the app's own answer is dropped
+                await send(message)
+
+        await self.app(scope, counted_receive, guarded_send)
 
 
 _STUDENT_SEGMENT = re.compile(r"(/students/)[^/?#\s]+")
@@ -161,11 +213,33 @@ def create_app(settings: Settings) -> FastAPI:
         health.router,
     ):
         app.include_router(router)
+    _document_read_bodies(app)
     register_error_handlers(app)
     install_pages(app)  # the HTML pages and /static (serving/pages)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.serving.body_max_kb * 1000,
+        exempt=(risk.SCORE_PATH, "/upload"),
+    )
     app.add_middleware(CatchAllMiddleware)  # inside the headers, so a 500 gets them too
     app.add_middleware(SecurityHeadersMiddleware)  # added last: outermost of ours
     return app
+
+
+def _document_read_bodies(app: FastAPI) -> None:
+    """Add the schemas of bodies a route reads itself (`POST /v1/score`, read after
+    authentication) to the OpenAPI components its operation refers to."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = generate()
+            schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+            for name, schema in risk.body_schemas().items():
+                schemas.setdefault(name, schema)
+        return app.openapi_schema or generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def uvicorn_log_config() -> dict[str, Any]:

@@ -92,6 +92,10 @@ class ServingSettings(BaseModel):
     token_minutes: int = Field(default=480, ge=1)
     secret_key: str | None = None  # generated and kept in the home folder when unset
     upload_max_mb: int = Field(default=50, ge=1, le=2048)  # per file on the upload page
+    # Request bodies: POST /v1/score's records (a 3,000-pupil school's three years are
+    # about 30 MB of JSON) and any other body (forms, visits); larger ones answer 413.
+    score_body_max_mb: int = Field(default=32, ge=1, le=2048)
+    body_max_kb: int = Field(default=1024, ge=16, le=1_048_576)
     # With a cached model the service answers at once and asks the registry this many
     # seconds later, so the check (~0.6 CPU-s) does not slow the first requests.
     registry_check_after_s: float = Field(default=5.0, ge=0, le=3600)

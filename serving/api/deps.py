@@ -130,9 +130,9 @@ class AccessEntry:
     """What the audit row will say; a route may fill in the school once it is known."""
 
     school_id: str | None = None
-    # Students a refused request asked about when it names several (`POST /v1/score`):
-    # each gets its own refusal row, so an audit by student finds the attempt.
-    attempted: list[str] = field(default_factory=list)
+    # How many students a refused request named (`POST /v1/score`): its one refusal row
+    # says so. (One row per posted student once let one request write 5,000 rows.)
+    attempted: int | None = None
 
 
 @dataclass
@@ -171,9 +171,10 @@ class Auditor:
         except Exception as exc:
             code = getattr(exc, "code", type(exc).__name__)
             self.session.rollback()
-            action = f"{self.action} -> {code}"[:ACTION_MAX]
-            attempted: list[str | None] = [*entry.attempted] or [student_id]
-            rows = [AccessIn.of(self.viewer, s, action, entry.school_id) for s in attempted]
+            action = f"{self.action} -> {code}"
+            if entry.attempted is not None:
+                action += f" ({entry.attempted} students)"
+            rows = [AccessIn.of(self.viewer, student_id, action, entry.school_id)]
             if self.writer is not None:
                 self.writer.record(rows)
             else:

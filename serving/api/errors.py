@@ -48,6 +48,26 @@ class TooManyAttempts(Exception):
         super().__init__(self.message)
 
 
+class BodyTooLarge(Exception):
+    """A request body over the configured limit (413), refused before it is read whole."""
+
+    code = "body_too_large"
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.message = (
+            f"The request body is larger than the {_size(max_bytes)} this address accepts; "
+            "send fewer records per request."
+        )
+        super().__init__(self.message)
+
+
+def _size(n_bytes: int) -> str:
+    if n_bytes >= 1_000_000:
+        return f"{n_bytes / 1_000_000:g} MB"
+    return f"{n_bytes / 1000:g} kB"
+
+
 def error_body(code: str, message: str, field: Any = None, **extra: Any) -> dict[str, Any]:
     """The one error shape every failure answers with."""
     return {"error": code, "message": message, "field": field, **extra}
@@ -142,6 +162,17 @@ def _too_many(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _too_large(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, BodyTooLarge)
+    return too_large_response(exc)
+
+
+def too_large_response(exc: BodyTooLarge) -> JSONResponse:
+    """The 413 answer (the body-size middleware sends it too). `Connection: close`: the
+    rest of the body is never read, so the connection cannot carry another request."""
+    return _json(413, exc.code, exc.message, "body", headers={"Connection": "close"})
+
+
 def _coded(status: int) -> Callable[[Request, Exception], JSONResponse]:
     """A handler for the scoring core's errors, which carry `.code` and a message."""
 
@@ -222,6 +253,7 @@ def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InputTableError, _input_table_error)
     app.add_exception_handler(ContractMismatch, _contract_mismatch)
     app.add_exception_handler(TooManyAttempts, _too_many)
+    app.add_exception_handler(BodyTooLarge, _too_large)
     app.add_exception_handler(NoChampionModel, _coded(503))
     app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(RequestValidationError, _request_validation)

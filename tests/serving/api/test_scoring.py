@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from features.sources import json_records
 from features.tables import ALL_TABLES, RawTables
 from serving.app import create_app
+from serving.audit import recent_access
 from serving.services.users import add_user, get_viewer
 from serving.services.weekly_lists import run_weekly
 from serving.storage import queries
@@ -165,3 +166,20 @@ def test_student_record_latency(county_api):
         timings.append(time.perf_counter() - started)
     p50, p99 = np.percentile(timings, [50, 99]) * 1000
     print(f"GET /v1/students/{{id}}: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+
+
+def test_a_refused_scoring_request_writes_one_audit_row_with_its_count(county_api, small_county):
+    # Issue 21 item 6: a refusal once wrote one audit row per posted student (5,000 rows
+    # from one request); now one row says how many students the request named.
+    client, batch, _, team, _, _ = county_api
+    body = {"as_of": AS_OF.isoformat(), "tables": records_json(small_county, set(batch))}
+    with client.app.state.sessions() as session:
+        before = {row.id for row in recent_access(session, limit=100_000)}
+    refused = client.post("/v1/score", json=body, headers=bearer(team["teacher"]))
+    assert refused.status_code == 403
+    with client.app.state.sessions() as session:
+        new = [row for row in recent_access(session, limit=100_000) if row.id not in before]
+    assert len(new) == 1
+    (row,) = new
+    assert row.action == f"POST /v1/score -> not_your_student ({len(batch)} students)"
+    assert (row.username, row.school_id, row.student_id) == ("teacher_t01j", SCHOOL, None)
