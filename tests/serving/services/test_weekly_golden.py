@@ -8,6 +8,8 @@ the files under ``tests/serving/services/golden/``:
 
 * every column of the ``weekly_scores`` table but ``created_at`` (a clock reading), rows
   ordered by ``id`` (the order they were stored in), floats exactly (``repr``);
+* what `POST /v1/score` and a student's page get (`scoring.score_records`) for a few
+  students, every field;
 * every list file: a CSV by its bytes (SHA-256, with its rows for a readable diff), an
   XLSX by its cell values (their SHA-256: the zip carries timestamps, so its bytes change
   from run to run).
@@ -43,12 +45,15 @@ from openpyxl import load_workbook
 from sklearn.linear_model import LogisticRegression
 from sqlalchemy import create_engine, text
 
+from features.snapshot import build_snapshot
 from features.sources import write_export
 from features.synthetic import generate_county
 from features.tables import RawTables
 from models.calibration import Calibrator
 from models.gbm import make_classifier
 from models.risk_model import RiskModel
+from serving.registry import ModelHolder
+from serving.services.scoring import score_records, score_snapshot, to_dict
 from serving.services.weekly_lists import run_weekly_job
 from serving.settings import MlflowSettings, PathSettings, Settings, TrainingSettings
 from training import track
@@ -186,7 +191,19 @@ def run_batch(n_students: int, tmp_path: Path) -> dict[str, Any]:
     return {
         "weekly_scores": weekly_scores(settings.paths.home / "baoxue.db"),
         "lists": list_files(settings.paths.lists),
+        "scored": scored_students(settings, county),
     }
+
+
+def scored_students(settings: Settings, county: RawTables) -> dict[str, Any]:
+    """What `POST /v1/score` and a student's page get (`scoring.score_records`): every
+    field of 25 students asked for by id, and of 10 scored without reasons."""
+    loaded = ModelHolder.from_settings(settings).load()
+    snapshot = build_snapshot(county, as_of=WEEKS[1])
+    ids = sorted(snapshot["student_id"].astype(str))[::23][:25]
+    asked = score_records(loaded, county, as_of=WEEKS[1], student_ids=ids)
+    unexplained = score_snapshot(loaded, snapshot.head(10), explain=False)
+    return {"rows": [to_dict(s) for s in [*asked, *unexplained]]}
 
 
 def digest(part: Any) -> str:
@@ -207,6 +224,9 @@ def dumps(golden: dict[str, Any]) -> str:
             parts.append(
                 f'"{key}": {{"columns": {line(value["columns"])}, "rows": [\n    {rows}]}}'
             )
+        elif key == "scored":
+            rows = ",\n    ".join(line(row) for row in value["rows"])
+            parts.append(f'"{key}": {{"rows": [\n    {rows}]}}')
         elif key in ("lists", "lists_sha256"):
             files = ",\n    ".join(f"{line(name)}: {line(f)}" for name, f in value.items())
             parts.append(f'"{key}": {{\n    {files}}}')
@@ -221,6 +241,7 @@ def check(golden_name: str, found: dict[str, Any], *, digests_only: bool) -> Non
             "weekly_scores_sha256": digest(found["weekly_scores"]),
             "n_weekly_scores": len(found["weekly_scores"]["rows"]),
             "lists_sha256": {name: digest(file) for name, file in found["lists"].items()},
+            "scored_sha256": digest(json.loads(dumps({"scored": found["scored"]}))),
         }
     # through JSON and back, so tuples, dates and floats compare as the golden file holds them
     found = json.loads(dumps(found))
@@ -237,6 +258,7 @@ def check(golden_name: str, found: dict[str, Any], *, digests_only: bool) -> Non
         assert found["lists_sha256"].keys() == golden["lists_sha256"].keys()
         moved = [n for n, d in found["lists_sha256"].items() if golden["lists_sha256"][n] != d]
         assert not moved, f"{len(moved)} list files differ, first {moved[:3]}"
+        assert found["scored_sha256"] == golden["scored_sha256"]
         return
     stored, expected = found["weekly_scores"], golden["weekly_scores"]
     assert stored["columns"] == expected["columns"]
@@ -246,6 +268,10 @@ def check(golden_name: str, found: dict[str, Any], *, digests_only: bool) -> Non
     assert sorted(found["lists"]) == sorted(golden["lists"])
     for name, file in golden["lists"].items():
         assert found["lists"][name] == file, f"list file {name} differs"
+    for i, (row, want) in enumerate(
+        zip(found["scored"]["rows"], golden["scored"]["rows"], strict=True)
+    ):
+        assert row == want, f"scored student {i} differs"
 
 
 def test_weekly_batch_matches_the_golden_file(tmp_path: Path) -> None:
