@@ -81,6 +81,31 @@ def test_ethnic_minority_is_never_a_column(county: RawTables) -> None:
     assert not [c for c in snapshot.columns if "ethnic" in c]
 
 
+def test_names_never_reach_the_snapshot(county: RawTables) -> None:
+    """Pupils' and classes' names are for people: no snapshot column holds them, and
+    other names give the same snapshot to the last bit."""
+    as_ofs = [D(2023, 11, 6), D(2024, 3, 11)]
+    snapshot = build_snapshots(county, as_ofs=as_ofs)
+    assert county.students["name"].notna().all() and county.enrolments["class_name"].notna().all()
+    assert not {"name", "class_name"} & set(snapshot.columns)
+    text = snapshot.select_dtypes(exclude="number").astype("str")
+    names = set(county.students["name"]) | set(county.enrolments["class_name"])
+    assert not text.isin(names).any().any()
+    renamed = county.replace(
+        students=county.students.assign(name="某" + county.students["name"]),
+        enrolments=county.enrolments.assign(class_name="一年级(9)班"),
+    )
+    pd.testing.assert_frame_equal(build_snapshots(renamed, as_ofs=as_ofs), snapshot)
+    # nor can an attribute smuggle one in
+    attrs = F.frame(
+        "student_attributes",
+        [("S000001", "name", 1.0), ("S000001", "class_name", 2.0)],
+        ["student_id", "attribute", "value"],
+    )
+    one = build_snapshot(county.replace(student_attributes=attrs), as_of=D(2024, 3, 11))
+    assert not [c for c in one.columns if "name" in c]
+
+
 def test_student_attributes_become_extra_float_columns(county: RawTables) -> None:
     ids = sorted(county.students["student_id"])[:3]
     attrs = F.frame(

@@ -125,3 +125,32 @@ def test_unknown_alias_is_a_clear_error(trained):
     with pytest.raises(LookupError, match="no model version"):
         track.load_risk_model(store.model_name, "nonexistent")
     mlflow.set_tracking_uri(store.tracking_uri)
+
+
+def test_no_pupil_name_reaches_the_mlflow_store(small_county, trained):
+    """The county has every pupil named; the store (its database, every artifact of the
+    run and of the model, the input example included) holds none of the names."""
+    import json
+    import re
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    _, store, _ = trained
+    names = set(small_county.students["name"].dropna())
+    assert len(names) > 1_000
+    artifacts = Path(urlparse(store.artifact_location).path)
+    files = [Path(store.tracking_uri.removeprefix("sqlite:///"))]
+    files += [p for p in artifacts.rglob("*") if p.is_file()]
+    assert len(files) > 10
+    [example] = [p for p in files if p.name == "input_example.json"]
+    columns = json.loads(example.read_text())["columns"]
+    assert "student_id" in columns and not {"name", "class_name"} & set(columns)
+    # names are two or three Chinese characters; look for the three-character ones (two
+    # can be a plain word) in every run of Chinese text of every file
+    runs = re.compile(r"[\u4e00-\u9fff]{3,}")
+    long_names = {n for n in names if len(n) >= 3}
+    for path in files:
+        text = path.read_bytes().decode("utf-8", errors="ignore")
+        for run in runs.findall(text):
+            hits = {run[i : i + 3] for i in range(len(run) - 2)} & long_names
+            assert not hits, (path.name, sorted(hits)[:3])

@@ -167,6 +167,29 @@ def test_export_research_writes_pseudonymised_parquet(export_dir, home, county, 
     assert "Traceback" not in result.output and _bytes_of(out) == before
 
 
+def test_pupils_names_never_reach_a_research_export(export_dir, home, county, tmp_path, caplog):
+    """The export folder read back holds the county's pupils' names, the research export
+    made from it none: in no cell, no column name, no README or manifest, no log line."""
+    from features.sources import read_export
+
+    names = set(read_export(export_dir).students["name"].dropna())
+    assert len(names) > 200
+    out = tmp_path / "research"
+    with caplog.at_level(logging.DEBUG):
+        result = runner.invoke(
+            app, ["export", "research", str(export_dir), str(out), "--from", FROM, "--to", TO]
+        )
+    assert result.exit_code == 0, result.output
+    for path in sorted(out.glob("*.parquet")):
+        frame = pd.read_parquet(path)
+        assert not {"name", "class_name"} & set(frame.columns), path.name
+        assert not frame.astype("str").isin(names).any().any(), path.name
+    text = (out / "README.md").read_text() + (out / "manifest.json").read_text()
+    text += result.output + "\n".join(r.getMessage() for r in caplog.records)
+    long_names = {n for n in names if len(n) >= 3}  # two characters can be a plain word
+    assert not [n for n in long_names if n in text]
+
+
 def test_a_failed_write_leaves_no_folder(tmp_path):
     out = tmp_path / "research"
     good = pd.DataFrame({"a": [1, 2]})
