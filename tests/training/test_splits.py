@@ -217,6 +217,64 @@ def test_temporal_split_never_leaks(
     )
 
 
+@st.composite
+def foldable_calendars(draw: st.DrawFn) -> tuple[list[dt.date], dt.timedelta, int, int, int]:
+    """as_of dates (irregular gaps) with enough history before the test blocks that every
+    fold has training and calibration dates: the last `n_folds * test_weeks` dates are the
+    test blocks; before the first of them, at least `calibration_weeks` dates whose label
+    windows close in time, and a training date a horizon before those; plus stray dates
+    anywhere before the test blocks, which the split may have to leave out."""
+    horizon = draw(horizons)
+    n_folds = draw(st.integers(min_value=1, max_value=4))
+    test_weeks = draw(st.integers(min_value=1, max_value=6))
+    calibration_weeks = draw(st.integers(min_value=1, max_value=6))
+    gaps = st.integers(min_value=1, max_value=21).map(lambda d: dt.timedelta(days=d))
+    first_test = draw(dates)
+    tests = [first_test]
+    for gap in draw(
+        st.lists(gaps, min_size=n_folds * test_weeks - 1, max_size=n_folds * test_weeks - 1)
+    ):
+        tests.append(tests[-1] + gap)
+    # the calibration candidates of fold 1: their windows close on or before first_test
+    calibration = [first_test - horizon - draw(gaps) + dt.timedelta(days=1)]
+    for gap in draw(st.lists(gaps, min_size=calibration_weeks - 1, max_size=calibration_weeks + 3)):
+        calibration.insert(0, calibration[0] - gap)
+    train = [calibration[0] - horizon - draw(gaps) + dt.timedelta(days=1)]
+    for gap in draw(st.lists(gaps, max_size=10)):
+        train.insert(0, train[0] - gap)
+    stray = draw(
+        st.lists(
+            st.dates(min_value=train[0], max_value=first_test - dt.timedelta(days=1)), max_size=10
+        )
+    )
+    as_ofs = train + calibration + stray + tests
+    return draw(st.permutations(as_ofs)), horizon, n_folds, test_weeks, calibration_weeks
+
+
+@settings(max_examples=100, deadline=None)
+@given(calendar=foldable_calendars())
+def test_rolling_splits_never_leak(
+    calendar: tuple[list[dt.date], dt.timedelta, int, int, int],
+) -> None:
+    as_ofs, horizon, n_folds, test_weeks, calibration_weeks = calendar
+    folds = rolling_splits(
+        as_ofs,
+        horizon=horizon,
+        n_folds=n_folds,
+        test_weeks=test_weeks,
+        calibration_weeks=calibration_weeks,
+    )
+    assert len(folds) == n_folds
+    tested = [d for fold in folds for d in fold.test_as_ofs]
+    assert tested == sorted(set(as_ofs))[-n_folds * test_weeks :]
+    for fold in folds:
+        assert_no_leak(fold)
+        assert len(fold.test_as_ofs) == test_weeks
+        assert len(fold.calibration_as_ofs) == calibration_weeks
+    for earlier, later in zip(folds, folds[1:], strict=False):
+        assert max(earlier.test_as_ofs) < min(later.test_as_ofs)
+
+
 @settings(max_examples=100, deadline=None)
 @given(
     as_ofs=st.lists(dates, min_size=1, max_size=80),
@@ -225,7 +283,7 @@ def test_temporal_split_never_leaks(
     test_weeks=st.integers(min_value=1, max_value=6),
     calibration_weeks=st.integers(min_value=1, max_value=6),
 )
-def test_rolling_splits_never_leak(
+def test_rolling_splits_on_any_calendar_leak_nothing_or_say_why(
     as_ofs: list[dt.date],
     horizon: dt.timedelta,
     n_folds: int,
@@ -240,14 +298,16 @@ def test_rolling_splits_never_leak(
             test_weeks=test_weeks,
             calibration_weeks=calibration_weeks,
         )
-    except ValueError:
+    except ValueError as error:  # too few dates, said in one of these two ways
+        message = str(error)
+        assert (
+            message.startswith("Fold ")
+            and "no as_of dates left for" in message
+            or ("test dates need" in message and "as_of dates; only" in message)
+        ), message
         return
-    assert len(folds) == n_folds
     for fold in folds:
         assert_no_leak(fold)
-        assert len(fold.test_as_ofs) == test_weeks
-    for earlier, later in zip(folds, folds[1:], strict=False):
-        assert max(earlier.test_as_ofs) < min(later.test_as_ofs)
 
 
 @settings(max_examples=300, deadline=None)
