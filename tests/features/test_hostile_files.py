@@ -6,9 +6,12 @@ weekly batch print a message (no traceback) and write nothing.
 
 from __future__ import annotations
 
+import csv
+import io
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -51,19 +54,57 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
-def assert_clean_import_or_named_error(folder: Path, broken: str) -> None:
-    """Either the export loads, or one InputTableError names the broken file; the
-    folder is left exactly as it was."""
-    before = _snapshot(folder)
+def _records(path: Path) -> int | None:
+    """Data records of a CSV as the csv module reads them (blank lines skipped), or None
+    when it is not UTF-8 text."""
     try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        return None
+    rows = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
+    return max(len(rows) - 1, 0)
+
+
+def assert_named_error(folder: Path, broken: str) -> InputTableError:
+    """Reading fails with one InputTableError that names the broken file (and maybe others
+    that no longer agree with it), without a traceback; the folder is left as it was."""
+    before = _snapshot(folder)
+    with pytest.raises(InputTableError) as info:
         load_export(folder)
+    files = {v.file for v in info.value.violations}
+    assert broken in files, files
+    assert files <= set(before), files
+    assert "Traceback" not in info.value.report()
+    assert _snapshot(folder) == before
+    return info.value
+
+
+def assert_named_or_read_as_written(
+    folder: Path, name: str, valid: Path, *, blamed: bool | None = None
+) -> None:
+    """A damaged CSV that may still be a valid table: either one InputTableError naming
+    files of the export, or a load in which the damaged table has exactly the records its
+    file now holds and every other table is the valid export's. `blamed`: the error must
+    (True) or must not (False: a prefix of valid rows, so only the files that refer to
+    the missing rows) name the damaged file. The folder is left as it was."""
+    before = _snapshot(folder)
+    damaged = f"{name}.csv"
+    try:
+        loaded = load_export(folder)
     except InputTableError as error:
         files = {v.file for v in error.violations}
-        assert files, "an error names at least one file"
-        # the broken file, or another one that no longer agrees with it (a truncated
-        # calendar makes attendance rows fall on days that are not school days)
-        assert files <= set(before), files
+        assert files and files <= set(before), files
+        if blamed is not None:
+            assert (damaged in files) is blamed, files
         assert "Traceback" not in error.report()
+    else:
+        assert len(getattr(loaded.tables, name)) == _records(folder / damaged), name
+        reference = load_export(valid).tables
+        for other in FILES:
+            if other != name:
+                pd.testing.assert_frame_equal(
+                    getattr(loaded.tables, other), getattr(reference, other)
+                )
     assert _snapshot(folder) == before
 
 
@@ -76,8 +117,35 @@ def test_a_truncated_csv_is_named_or_imported(valid_csv, tmp_path, name, cut) ->
     folder = _copy(valid_csv, tmp_path / "export")
     path = folder / f"{name}.csv"
     data = path.read_bytes()
-    path.write_bytes(data[: int(len(data) * cut)])
-    assert_clean_import_or_named_error(folder, path.name)
+    kept = data[: int(len(data) * cut)]
+    path.write_bytes(kept)
+    if b"\n" not in kept:  # not even the header line: nothing to read
+        assert_named_error(folder, path.name)
+    elif kept.endswith(b"\n") and _records(path):  # whole rows: a valid table, fewer rows
+        assert_named_or_read_as_written(folder, name, valid_csv, blamed=False)
+    else:  # a row cut in two: named, unless its cells still make a valid row
+        assert_named_or_read_as_written(folder, name, valid_csv, blamed=True)
+
+
+@pytest.mark.parametrize("name", ["attendance", "grades", "status_events"])
+def test_a_csv_cut_after_a_row_loads_those_rows_and_cut_within_one_names_it(
+    valid_csv, tmp_path, name
+) -> None:
+    """Tables nothing else refers to: cut after a row, the rows before it load; cut
+    inside the next row, its missing cells are named."""
+    lines = (valid_csv / f"{name}.csv").read_bytes().split(b"\n")
+    half = len(lines) // 2
+    folder = _copy(valid_csv, tmp_path / "export")
+    path = folder / f"{name}.csv"
+    path.write_bytes(b"\n".join(lines[:half]) + b"\n")
+    loaded = load_export(folder)
+    assert len(getattr(loaded.tables, name)) == half - 1
+    path.write_bytes(b"\n".join(lines[:half]) + b"\n" + lines[half][:5])
+    error = assert_named_error(folder, path.name)
+    # the cut row is line half + 1 of the file, as a spreadsheet numbers it
+    assert {(v.file, v.rule, v.row) for v in error.violations} == {
+        (path.name, "missing_value", half + 1)
+    }
 
 
 @HYPOTHESIS
@@ -92,7 +160,8 @@ def test_a_truncated_or_corrupted_parquet_is_named(valid_parquet, tmp_path, name
     data = path.read_bytes()
     at = int(len(data) * cut)
     path.write_bytes(data[:at] + junk)
-    assert_clean_import_or_named_error(folder, path.name)
+    error = assert_named_error(folder, path.name)
+    assert {v.file for v in error.violations} == {path.name}  # unreadable: nothing else read
 
 
 @HYPOTHESIS
@@ -101,7 +170,7 @@ def test_binary_junk_is_named(valid_csv, tmp_path, name, junk) -> None:
     folder = _copy(valid_csv, tmp_path / "export")
     path = folder / f"{name}.csv"
     path.write_bytes(junk)
-    assert_clean_import_or_named_error(folder, path.name)
+    assert_named_error(folder, path.name)
 
 
 @HYPOTHESIS
@@ -116,11 +185,25 @@ def test_random_text_spliced_into_a_csv_is_named_or_imported(valid_csv, tmp_path
     data = path.read_text(encoding="utf-8")
     i = int(len(data) * at)
     path.write_text(data[:i] + text + data[i:], encoding="utf-8")
-    assert_clean_import_or_named_error(folder, path.name)
+    assert_named_or_read_as_written(folder, name, valid_csv)
 
 
-@pytest.mark.parametrize("encoding", ["utf-16", "utf-32", "latin-1", "gb18030", "big5"])
-def test_wrong_encodings_are_named_or_read(valid_csv, tmp_path, encoding) -> None:
+GBK_WARNING = "schools.csv is GBK-encoded (as Excel saves it); read it as GB18030."
+
+
+@pytest.mark.parametrize(
+    ("encoding", "names", "warning"),
+    [
+        ("utf-16", None, None),  # neither UTF-8 nor GB18030: named
+        ("utf-32", None, None),
+        ("latin-1", ["????", "??????"], None),  # saved with "?" for each hanzi: read as is
+        ("gb18030", ["石桥小学", "石桥初级中学"], GBK_WARNING),
+        ("big5", ["ホ?\ue616?", "ホ?\ue04b?い?"], GBK_WARNING),  # decodes as GB18030: warned
+    ],
+)
+def test_wrong_encodings_are_named_or_read_with_a_warning(
+    valid_csv, tmp_path, encoding, names, warning
+) -> None:
     folder = _copy(valid_csv, tmp_path / "export")
     path = folder / "schools.csv"
     text = path.read_text(encoding="utf-8")
@@ -128,7 +211,15 @@ def test_wrong_encodings_are_named_or_read(valid_csv, tmp_path, encoding) -> Non
         path.write_bytes(text.encode(encoding))
     except UnicodeEncodeError:
         path.write_bytes(text.encode(encoding, errors="replace"))
-    assert_clean_import_or_named_error(folder, path.name)
+    if names is None:
+        error = assert_named_error(folder, path.name)
+        assert [(v.file, v.rule) for v in error.violations] == [("schools.csv", "encoding")]
+        return
+    loaded = load_export(folder)
+    assert loaded.tables.schools["name"].tolist() == names
+    assert loaded.tables.schools["school_id"].tolist() == ["P01", "J01"]
+    about_schools = [w for w in loaded.warnings if w.startswith("schools.csv")]
+    assert [w.startswith(warning) for w in about_schools] == ([True] if warning else [])
 
 
 def test_a_100_mb_cell_is_read_as_text_or_refused_without_echoing_it(valid_csv, tmp_path):
