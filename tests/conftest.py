@@ -17,9 +17,13 @@ os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
 # -- no personal data in any log line, over the whole test session ---------------------
 # Student ids of the synthetic county (S000123) and of the hand-made test data
-# (STU-A1, STU-A01, STU-4711), and the marker words of the test notes and comments.
+# (STU-A1, STU-A01, STU-4711), the marker words of the test notes and comments, and the
+# pupils' names of the hand-made export (tests/features/export_factory.py).
+from tests.features.export_factory import PUPIL_NAMES  # noqa: E402
+
 PERSONAL_IN_LOGS = re.compile(
-    r"\bS\d{6}\b|\bSTU-[A-Z]{0,3}-?\d+|NOTE-SECRET|COMMENT-SECRET|HOMEVISIT-NOTE"
+    r"\bS\d{6}\b|\bSTU-[A-Z]{0,3}-?\d+|NOTE-SECRET|COMMENT-SECRET|HOMEVISIT-NOTE|"
+    + "|".join(map(re.escape, PUPIL_NAMES))
 )
 # Test HTTP clients log request URLs (ids in paths); in production that client is a browser.
 LOG_CLIENTS = frozenset({"httpx", "httpcore"})
