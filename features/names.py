@@ -107,3 +107,31 @@ def display_class_names(enrolments: pd.DataFrame) -> pd.Series:
     out = given.copy()
     out[missing] = derived
     return out
+
+
+def class_table(enrolments: pd.DataFrame) -> pd.DataFrame:
+    """One row per class: ``school_id``, ``school_year``, ``class_id``, ``grade_level``,
+    ``class_name`` (what `display_class_names` shows; where the rows of one class
+    disagree, the name most of its rows carry, ties to the first in sort order), sorted
+    by school, year, grade and class order.
+
+    Parameters
+    ----------
+    enrolments : pd.DataFrame
+        `EnrolmentsModel` rows of whole school years.
+    """
+    columns = ["school_id", "school_year", "class_id", "grade_level", "class_name"]
+    if enrolments.empty:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
+    rows = enrolments.loc[:, ["school_id", "school_year", "class_id", "grade_level"]].assign(
+        class_name=display_class_names(enrolments), order=class_orders(enrolments)
+    )
+    counted = (
+        rows.groupby([*CLASS_GROUP, "order", "class_id", "class_name"], sort=True)
+        .size()
+        .rename("n")
+        .reset_index()
+        .sort_values([*CLASS_GROUP, "order", "n"], ascending=[True, True, True, True, False])
+        .drop_duplicates(["school_id", "school_year", "class_id"], keep="first")
+    )
+    return counted.loc[:, columns].reset_index(drop=True)

@@ -8,6 +8,7 @@ import pytest
 from features.names import (
     class_display_name,
     class_orders,
+    class_table,
     display_class_names,
     natural_key,
 )
@@ -72,3 +73,40 @@ def test_derived_names_match_the_synthetic_county_s_class_names() -> None:
     derived = display_class_names(county.enrolments.drop(columns="class_name"))
     assert derived.equals(written)
     assert written.str.fullmatch(r"[一二三四五六七八九]年级\(\d+\)班").all()
+
+
+def test_class_table_has_one_row_per_class_in_school_order() -> None:
+    enrolments = _enrolments(
+        [
+            ("A", 2025, "A-C10", 6),
+            ("A", 2025, "A-C2", 6),
+            ("A", 2025, "A-C2", 6),
+            ("A", 2025, "A-C2", 6),
+            ("A", 2025, "A-C1", 5),
+        ]
+    ).assign(class_name=pd.Series([None, "六(2)班", "六(2)班", "六年级二班", None], dtype="str"))
+    table = class_table(enrolments)
+    assert table.to_dict("records") == [
+        {
+            "school_id": "A",
+            "school_year": 2025,
+            "class_id": "A-C1",
+            "grade_level": 5,
+            "class_name": "五年级(1)班",
+        },
+        {
+            "school_id": "A",
+            "school_year": 2025,
+            "class_id": "A-C2",
+            "grade_level": 6,
+            "class_name": "六(2)班",  # what most of its rows say
+        },
+        {
+            "school_id": "A",
+            "school_year": 2025,
+            "class_id": "A-C10",
+            "grade_level": 6,
+            "class_name": "六年级(2)班",
+        },
+    ]
+    assert class_table(enrolments.iloc[:0]).empty
