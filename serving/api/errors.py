@@ -25,6 +25,7 @@ from models.contract import ContractMismatch
 from serving.auth import AuthError, Forbidden, InvalidCredentials, InvalidToken
 from serving.registry import NoChampionModel
 from serving.services.scoring import StudentNotFound
+from serving.services.students import InvalidVisit
 from serving.services.users import InvalidUser, UsernameTaken, UserNotFound
 from serving.services.weekly_lists import ListNotFound
 from serving.storage.db import database_problem
@@ -173,6 +174,11 @@ def too_large_response(exc: BodyTooLarge) -> JSONResponse:
     return _json(413, exc.code, exc.message, "body", headers={"Connection": "close"})
 
 
+def _invalid_visit(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, InvalidVisit)
+    return _json(422, exc.code, exc.message, exc.field)
+
+
 def _coded(status: int) -> Callable[[Request, Exception], JSONResponse]:
     """A handler for the scoring core's errors, which carry `.code` and a message."""
 
@@ -254,6 +260,7 @@ def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ContractMismatch, _contract_mismatch)
     app.add_exception_handler(TooManyAttempts, _too_many)
     app.add_exception_handler(BodyTooLarge, _too_large)
+    app.add_exception_handler(InvalidVisit, _invalid_visit)
     app.add_exception_handler(NoChampionModel, _coded(503))
     app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(RequestValidationError, _request_validation)

@@ -218,13 +218,16 @@ class LadderStateOut(BaseModel):
 
 
 class InterventionIn(BaseModel):
-    """Something done for the student (the school and class come from the record)."""
+    """Something done for the student (the school and class come from the record, the
+    role from the viewer's account; the date lies between the enrolment and today)."""
 
     model_config = _IN
 
-    date: dt.date
+    date: dt.date = Field(description="when it happened: not before enrolment, not after today")
     kind: Literal[INTERVENTION_KINDS]  # type: ignore[valid-type]
-    by_role: Literal[ROLES]  # type: ignore[valid-type]
+    by_role: Literal[ROLES] | None = Field(  # type: ignore[valid-type]
+        None, description="taken from your account; when sent, it must be that role"
+    )
     outcome: Literal[OUTCOMES]  # type: ignore[valid-type]
     note: str | None = Field(None, max_length=NOTE_MAX, description="seen by the school's staff")
 

@@ -19,7 +19,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from features.tables import INTERVENTION_KINDS, OUTCOMES, ROLES
+from features.tables import INTERVENTION_KINDS, OUTCOMES
 from serving.api.deps import Auditor, SessionDep, get_settings, make_auditor
 from serving.api.errors import TooManyAttempts
 from serving.audit import record_access
@@ -318,10 +318,6 @@ def _student_response(
     )
 
 
-def _by_role(viewer: Viewer) -> str:
-    return viewer.staff_role if viewer.staff_role in ROLES else "homeroom_teacher"
-
-
 @router.post("/students/{student_id}/interventions", response_class=HTMLResponse)
 def add_intervention(
     request: Request,
@@ -339,13 +335,7 @@ def add_intervention(
     form = {"kind": kind, "date": date, "outcome": outcome, "note": note}
     on, bad = _checked_visit(kind, date, outcome, note)
     if on is None or bad:
-        try:
-            with _auditor(request, session, viewer, STUDENT_PAGE).access(student_id) as entry:
-                page = _student_page(request, session, viewer, student_id)
-                entry.school_id = page.record.place.school_id
-        except (AuthError, StudentNotFound) as error:
-            return _refusal(request, error, viewer)
-        return _student_response(request, viewer, page, form_error=bad, form=form, status_code=422)
+        return _visit_refused(request, session, viewer, student_id, bad, form)
     action = "POST /students/{student_id}/interventions"
     try:
         with _auditor(request, session, viewer, action).access(student_id) as entry:
@@ -355,14 +345,35 @@ def add_intervention(
                 student_id,
                 date=on,
                 kind=kind,
-                by_role=_by_role(viewer),
                 outcome=outcome,
                 note=note.strip() or None,
+                today=dt.date.today(),  # the server's local date, as the form's default
+                data_dir=request.app.state.settings.paths.data,
             )
             entry.school_id = row.school_id
+    except students.InvalidVisit as error:  # a date before enrolment or after today
+        return _visit_refused(request, session, viewer, student_id, [error.field], form)
     except (AuthError, StudentNotFound) as error:
         return _refusal(request, error, viewer)
     return RedirectResponse(f"/students/{student_id}?saved=visit#done", status_code=303)
+
+
+def _visit_refused(
+    request: Request,
+    session: SessionDep,
+    viewer: Viewer,
+    student_id: str,
+    bad: list[str],
+    form: dict[str, str],
+) -> Response:
+    """The student's page again with the visit form's fields at fault (422)."""
+    try:
+        with _auditor(request, session, viewer, STUDENT_PAGE).access(student_id) as entry:
+            page = _student_page(request, session, viewer, student_id)
+            entry.school_id = page.record.place.school_id
+    except (AuthError, StudentNotFound) as error:
+        return _refusal(request, error, viewer)
+    return _student_response(request, viewer, page, form_error=bad, form=form, status_code=422)
 
 
 def _checked_visit(

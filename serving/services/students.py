@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from features.catalog import render_reason
 from features.sources import locate_table, read_raw_table
+from features.tables import ROLES, default_enrolment_start
 from features.validation import check_columns, parse_table
 from models.reasons import LadderAlert, ladder_alert
 from serving.auth import Forbidden, Viewer
@@ -168,6 +169,73 @@ def student_record(session: Session, viewer: Viewer, student_id: str) -> Student
     )
 
 
+class InvalidVisit(ValueError):
+    """An intervention the record cannot take (422), naming the field at fault."""
+
+    code = "invalid_intervention"
+
+    def __init__(self, message: str, field: str) -> None:
+        self.message = message
+        self.field = field
+        super().__init__(message)
+
+
+_DEFAULT_STAFF_ROLE = {"county_admin": "county", "school_admin": "principal"}
+
+
+def staff_role_of(viewer: Viewer) -> str:
+    """The role an intervention is recorded under: the viewer's staff role from their
+    account (never what a client sends), else their account role's usual one."""
+    if viewer.staff_role in ROLES:
+        return viewer.staff_role
+    return _DEFAULT_STAFF_ROLE.get(viewer.role, "homeroom_teacher")
+
+
+def _school_year_start(day: dt.date) -> dt.date:
+    year = day.year if day.month >= 8 else day.year - 1
+    return default_enrolment_start(year).date()
+
+
+def enrolled_since(session: Session, student_id: str, data_dir: Path | None) -> dt.date | None:
+    """The first day the student is known to be enrolled: their first enrolment row's
+    start in the export; without one, the start of the school year of the first week
+    the service scored them (else of their first recorded visit); None if neither."""
+    index = None if data_dir is None else export_index(data_dir)
+    if index is not None:
+        starts = index.enrolments.rows(student_id)["start_date"]
+        if len(starts):
+            return _day(starts.min())
+    history = queries.score_history(session, student_id)
+    if history:
+        return _school_year_start(history[0].as_of)
+    visits = queries.interventions_for(session, student_id)
+    return _school_year_start(min(v.date for v in visits)) if visits else None
+
+
+def check_visit(
+    date: dt.date, by_role: str | None, *, role: str, since: dt.date | None, today: dt.date
+) -> None:
+    """`InvalidVisit` unless the visit happened between the enrolment's start and today,
+    and any role the client sent is the viewer's own."""
+    if by_role is not None and by_role != role:
+        raise InvalidVisit(
+            f"by_role: your account records visits as {role}; leave by_role out or send that.",
+            "by_role",
+        )
+    if date > today:
+        raise InvalidVisit(
+            f"date: {date.isoformat()} is after today ({today.isoformat()}); record a visit "
+            "once it has happened.",
+            "date",
+        )
+    if since is not None and date < since:
+        raise InvalidVisit(
+            f"date: {date.isoformat()} is before the student's enrolment began "
+            f"({since.isoformat()}).",
+            "date",
+        )
+
+
 def add_intervention(
     session: Session,
     viewer: Viewer,
@@ -175,14 +243,24 @@ def add_intervention(
     *,
     date: dt.date,
     kind: str,
-    by_role: str,
     outcome: str,
     note: str | None = None,
+    today: dt.date,
+    data_dir: Path | None = None,
+    by_role: str | None = None,
 ) -> InterventionRow:
-    """Record something done for a student in the viewer's scope (note stored, not logged)."""
+    """Record something done for a student in the viewer's scope (note stored, not logged).
+
+    The role it is recorded under is the viewer's (`staff_role_of`; a `by_role` sent must
+    match it); the date must lie between the student's enrolment (`enrolled_since`, from
+    the export in `data_dir`) and `today` (the caller's local date): `InvalidVisit` (422).
+    """
     check_individual_access(viewer)
     place = locate(session, student_id)
     viewer.check_can_see(place.school_id, place.class_id)
+    role = staff_role_of(viewer)
+    since = enrolled_since(session, student_id, data_dir)
+    check_visit(date, by_role, role=role, since=since, today=today)
     row = queries.add_intervention(
         session,
         queries.InterventionIn(
@@ -191,7 +269,7 @@ def add_intervention(
             class_id=place.class_id,
             date=date,
             kind=kind,
-            by_role=by_role,
+            by_role=role,
             outcome=outcome,
             note=note,
         ),

@@ -6,11 +6,12 @@ the student and the endpoint, in its own transaction.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from fastapi import APIRouter, Path
 
-from serving.api.deps import AuditDep, SessionDep, ViewerDep
+from serving.api.deps import AuditDep, SessionDep, SettingsDep, ViewerDep
 from serving.api.schemas import (
     CurrentScoreOut,
     ErrorOut,
@@ -112,11 +113,23 @@ def add_intervention(
     session: SessionDep,
     viewer: ViewerDep,
     auditor: AuditDep,
+    settings: SettingsDep,
     student_id: str = StudentId,
 ) -> InterventionOut:
-    """Store an intervention; the note is kept for the school's staff and never logged."""
+    """Store an intervention; the note is kept for the school's staff and never logged.
+
+    `by_role` is the viewer's; `date` between the student's enrolment and today (the
+    server's local date, as the weekly schedule and the pages use): 422 naming the field.
+    """
     with auditor.access(student_id) as entry:
-        row = students.add_intervention(session, viewer, student_id, **body.model_dump())
+        row = students.add_intervention(
+            session,
+            viewer,
+            student_id,
+            **body.model_dump(),
+            today=dt.date.today(),
+            data_dir=settings.paths.data,
+        )
         entry.school_id = row.school_id
     return InterventionOut.of(row, with_note=True)
 

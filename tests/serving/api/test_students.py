@@ -27,7 +27,6 @@ MATRIX = [
 VISIT = {
     "date": "2024-03-12",
     "kind": "home_visit",
-    "by_role": "homeroom_teacher",
     "outcome": "contacted",
     "note": NOTE,
 }
