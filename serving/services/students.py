@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from features.catalog import render_reason
@@ -38,6 +39,7 @@ from serving.storage.queries import (
     Reason,
     WeeklyScoreRow,
 )
+from serving.storage.tables import User
 
 logger = logging.getLogger(__name__)
 
@@ -163,9 +165,35 @@ def student_record(session: Session, viewer: Viewer, student_id: str) -> Student
         current_reasons=tuple(_render(r) for r in current.reasons) if current else (),
         history=history,
         ladder=ladder,
-        interventions=tuple(queries.interventions_for(session, student_id)),
-        feedback=tuple(queries.feedback_for(session, student_id=student_id)),
+        interventions=own_school_notes(viewer, queries.interventions_for(session, student_id)),
+        feedback=own_school_comments(
+            session, viewer, queries.feedback_for(session, student_id=student_id)
+        ),
         notes_visible=notes_visible(viewer, place),
+    )
+
+
+def own_school_notes(viewer: Viewer, rows: list[InterventionRow]) -> tuple[InterventionRow, ...]:
+    """Interventions with the notes written at another school blanked: a pupil who moves
+    takes their facts along, but notes stay with the school that wrote them."""
+    return tuple(
+        r if r.school_id == viewer.school_id else r.model_copy(update={"note": None}) for r in rows
+    )
+
+
+def own_school_comments(
+    session: Session, viewer: Viewer, rows: list[FeedbackRow]
+) -> tuple[FeedbackRow, ...]:
+    """Feedback with the comments of another school's staff blanked (as notes)."""
+    writers = {r.user_id for r in rows if r.comment}
+    schools = dict(
+        session.execute(select(User.id, User.school_id).where(User.id.in_(writers))).tuples()
+        if writers
+        else ()
+    )
+    return tuple(
+        r if schools.get(r.user_id) == viewer.school_id else r.model_copy(update={"comment": None})
+        for r in rows
     )
 
 
