@@ -92,6 +92,11 @@ class ServingSettings(BaseModel):
     token_minutes: int = Field(default=480, ge=1)
     secret_key: str | None = None  # generated and kept in the home folder when unset
     upload_max_mb: int = Field(default=50, ge=1, le=2048)  # per file on the upload page
+    # An XLSX upload once unpacked (its compressed size is upload_max_mb's): see
+    # serving.services.uploads.XlsxLimits; larger, longer or slower workbooks are refused.
+    upload_xlsx_max_rows: int = Field(default=400_000, ge=1, le=10_000_000)
+    upload_xlsx_max_unpacked_mb: int = Field(default=100, ge=1, le=4096)
+    upload_xlsx_max_seconds: float = Field(default=120.0, gt=0, le=3600)
     # Request bodies: POST /v1/score's records (a 3,000-pupil school's three years are
     # about 30 MB of JSON) and any other body (forms, visits); larger ones answer 413.
     score_body_max_mb: int = Field(default=32, ge=1, le=2048)

@@ -308,6 +308,12 @@ STRINGS: dict[str, tuple[str, str]] = {
         "学校 {s}：上传的文件替换本校在数据文件夹中的部分",
         "School {s}: the files replace your school's part of the data folder",
     ),
+    "upload_county": (
+        "县教育局：上传的文件替换所填学校在数据文件夹中的部分；其他学校的学生随之转入该校（转学）",
+        "County: the files replace the named school's part of the data folder; "
+        "pupils of other schools in them move to it (a transfer)",
+    ),
+    "upload_school_field": ("学校编号", "School id"),
     "upload_form_title": ("选择文件", "Choose files"),
     "upload_lead": (
         "CSV 或 XLSX，每张表一个文件，按数据规范的列名；"
@@ -331,8 +337,9 @@ STRINGS: dict[str, tuple[str, str]] = {
     ),
     "upload_more": ("……另有 {n} 处同类问题", "... and {n} more of this kind"),
     "upload_forbidden": (
-        "只有学校管理员（校长账号）可以上传本校数据。",
-        "Only a school's administrator (the principal's account) can upload its data.",
+        "只有学校管理员（校长账号）可以上传本校数据，县教育局可以为学校上传（含转学）。",
+        "Only a school's administrator (the principal's account) can upload its data, "
+        "or the county's administrator for a school (transfers included).",
     ),
     "upload_too_big": (
         "上传的文件太大，超过了大小限制。请分表上传，每个文件不超过上传页所写的大小。",
@@ -348,6 +355,9 @@ STRINGS: dict[str, tuple[str, str]] = {
     "rule_duplicate_file": ("同一张表上传了两次", "One table uploaded twice"),
     "rule_bad_xlsx": ("不是可读取的 XLSX 文件", "Not a readable XLSX workbook"),
     "rule_other_school": ("包含其他学校的记录", "Rows of another school"),
+    "rule_too_large_unpacked": ("XLSX 文件解压后太大", "Workbook too large once unpacked"),
+    "rule_too_many_rows": ("XLSX 文件行数太多", "Too many rows in a workbook"),
+    "rule_too_slow": ("XLSX 文件读取超时", "Workbook took too long to read"),
     "rule_missing_file": ("缺少必需的文件", "Required file missing"),
     "rule_empty_file": ("文件为空", "Empty file"),
     "rule_encoding": ("文件编码不是 UTF-8 或 GBK", "File is not UTF-8 or GBK text"),

@@ -423,8 +423,12 @@ UPLOAD_PER_RULE = 20
 
 
 def _may_upload(viewer: Viewer) -> bool:
-    """Only a school's administrator (the principal's account), for their own school."""
-    return viewer.role == "school_admin" and bool(viewer.school_id)
+    """A school's administrator (the principal's account), for their own school; the
+    county's administrator, for a school they name (the only upload that may move a
+    pupil from one school to another: a transfer)."""
+    return (viewer.role == "school_admin" and bool(viewer.school_id)) or (
+        viewer.role == "county_admin"
+    )
 
 
 def _upload_response(
@@ -432,6 +436,7 @@ def _upload_response(
     viewer: Viewer,
     result: uploads.UploadResult | None = None,
     status_code: int = 200,
+    school_id: str = "",
 ) -> HTMLResponse:
     settings = request.app.state.settings
     groups = uploads.grouped(result.error, UPLOAD_PER_RULE) if result and result.error else []
@@ -446,6 +451,8 @@ def _upload_response(
             "tables": uploads.ALL_TABLES,
             "rule_heading": uploads.rule_heading,
             "rule_keys": RULE_KEYS,
+            "county": viewer.role == "county_admin",
+            "school_id": school_id or viewer.school_id or "",
         },
         status_code=status_code,
         viewer=viewer,
@@ -454,7 +461,8 @@ def _upload_response(
 
 @router.get("/upload", response_class=HTMLResponse)
 def upload_page(request: Request, session: SessionDep, viewer: PageViewer) -> Response:
-    """The form where a school admin uploads the week's export files of their school."""
+    """The form where a school admin uploads the week's export files of their school
+    (the county admin: of a school they name)."""
     if not _may_upload(viewer):
         record_access(session, viewer, None, "GET /upload -> refused", viewer.school_id)
         return error_page(request, 403, "forbidden_title", "upload_forbidden", viewer)
@@ -468,27 +476,42 @@ def upload(
     session: SessionDep,
     viewer: PageViewer,
     csrf_token: Annotated[str, Form(max_length=128)] = "",
+    school_id: Annotated[str, Form(max_length=ID_LENGTH)] = "",
     files: Annotated[list[UploadFile] | None, File()] = None,
 ) -> Response:
     """Check the files as part of the data folder; replace the school's rows or show why
-    not (every violation by file, row and column). Audited without student ids."""
+    not (every violation by file, row and column). Audited without student ids.
+
+    A principal's upload is for their own school (a `school_id` field is ignored) and
+    may not touch another school's pupils; the county's names the school and may move
+    pupils to it (a transfer)."""
     check_csrf(read_session(request), csrf_token)
     if not _may_upload(viewer):
         record_access(session, viewer, None, "POST /upload -> refused", viewer.school_id)
         return error_page(request, 403, "forbidden_title", "upload_forbidden", viewer)
+    county = viewer.role == "county_admin"
+    school = school_id.strip() if county else viewer.school_id or ""
     settings = request.app.state.settings
+    if not school:
+        return _upload_response(request, viewer, uploads.no_school_named(), 422)
     max_bytes = settings.serving.upload_max_mb * 1_000_000
     sent = [
         uploads.UploadedFile(f.filename or "", f.file.read(max_bytes + 1))
         for f in files or []
         if f.filename
     ]
+    serving = settings.serving
+    limits = uploads.XlsxLimits(
+        max_rows=serving.upload_xlsx_max_rows,
+        max_unpacked_mb=serving.upload_xlsx_max_unpacked_mb,
+        max_seconds=serving.upload_xlsx_max_seconds,
+    )
     result = uploads.apply_upload(
-        settings.paths.data, viewer.school_id or "", sent, max_bytes=max_bytes
+        settings.paths.data, school, sent, max_bytes=max_bytes, xlsx=limits, transfer=county
     )
     outcome = "accepted" if result.accepted else "rejected"
-    record_access(session, viewer, None, f"POST /upload -> {outcome}", viewer.school_id)
-    return _upload_response(request, viewer, result, 200 if result.accepted else 422)
+    record_access(session, viewer, None, f"POST /upload -> {outcome}", school)
+    return _upload_response(request, viewer, result, 200 if result.accepted else 422, school)
 
 
 # -- cases (包保责任人, 一生一策, 销号) ---------------------------------------------------
