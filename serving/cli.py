@@ -2,11 +2,13 @@
 
 Each command loads the settings, calls one function, and prints a short summary.
 Bad input ends with a clear message and a non-zero exit code, never a traceback
-(`baoxue --debug ...` shows the traceback for developers).
+(`baoxue --debug ...` shows the traceback for developers). Other packages add commands
+through the `baoxue.commands` entry point group (`baoxue bench` comes from `bench/`).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -14,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -1052,64 +1055,27 @@ def users_add(
     run_guarded(body)
 
 
-# --------------------------------------------------------------------------- bench
+# --------------------------------------------------------------------------- plugins
 
 
-@app.command()
-def bench(
-    students: Annotated[
-        int, typer.Option("--students", "-n", min=50, help="Pupils in the synthetic county.")
-    ] = 100_000,
-    only: Annotated[
-        str | None,
-        typer.Option(
-            "--only",
-            help="Only these benchmarks, comma-separated: snapshot, weekly, http, train, "
-            "startup (or a-e).",
-        ),
-    ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", help="Also write the table to FILE.json and FILE.md."),
-    ] = None,
-    seconds: Annotated[
-        float, typer.Option("--seconds", min=0.2, help="Seconds of load per HTTP server.")
-    ] = 5.0,
-    work: Annotated[
-        Path | None,
-        typer.Option("--work", help="Keep the county, model and server logs in this folder."),
-    ] = None,
-    profile: Annotated[
-        Path | None,
-        typer.Option("--profile", help="Write pyinstrument profiles of our side here."),
-    ] = None,
-) -> None:
-    """Benchmark against references measured in the same run on the same data.
+def _guarded(command: Callable[..., Any]) -> Callable[..., Any]:
+    """A plugin's command run as ours are: known failures become a message and exit 1."""
 
-    On a synthetic county of one school year: (a) the snapshot's attendance features vs
-    a DuckDB query over Parquet, (b) the weekly batch's scoring vs raw pred_contrib,
-    (c) one pupil's score over HTTP vs a minimal FastAPI app and `mlflow models serve`,
-    (d) training vs plain lightgbm.train, (e) start-up to the first score. Prints ours,
-    the reference, their ratio and the goal for each.
-    """
-    from bench.suite import format_table, parse_only, run_bench, write_report
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        return run_guarded(lambda: command(*args, **kwargs))
 
-    def body() -> None:
-        names = parse_only(only)
-        report = run_bench(
-            students,
-            only=names,
-            work=work,
-            seconds=seconds,
-            profile_dir=profile,
-            log=lambda line: typer.echo(line, err=True),
-        )
-        typer.echo(format_table(report))
-        if out is not None:
-            for path in write_report(report, out):
-                typer.echo(f"wrote {path}")
+    return run
 
-    run_guarded(body)
+
+def _add_plugin_commands() -> None:
+    """Commands other packages register in the `baoxue.commands` entry point group
+    (`bench = "bench.cli:bench"`): serving never imports them itself."""
+    for entry in entry_points(group="baoxue.commands"):
+        app.command(entry.name)(_guarded(entry.load()))
+
+
+_add_plugin_commands()  # before demo: the help lists bench there
 
 
 # --------------------------------------------------------------------------- demo
