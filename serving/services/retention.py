@@ -73,16 +73,3 @@ def purge(session: Session, *, today: dt.date, years: int) -> PurgeResult:
         result.audit_removed,
     )
     return result
-
-
-def purge_database(database_url: str, *, today: dt.date, years: int) -> PurgeResult:
-    """`purge` in its own transaction on the database at `database_url` (migrated first)."""
-    from serving.storage.db import init_db, make_engine, session_factory
-
-    init_db(database_url)
-    engine = make_engine(database_url)
-    try:
-        with session_factory(engine).begin() as session:
-            return purge(session, today=today, years=years)
-    finally:
-        engine.dispose()
