@@ -187,7 +187,7 @@ def own_school_comments(
     """Feedback with the comments of another school's staff blanked (as notes)."""
     writers = {r.user_id for r in rows if r.comment}
     schools = dict(
-        session.execute(select(User.id, User.school_id).where(User.id.in_(writers))).tuples()
+        session.execute(select(User.id, User.school_id).where(User.id.in_(writers))).all()
         if writers
         else ()
     )

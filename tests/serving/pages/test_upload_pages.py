@@ -9,10 +9,13 @@ import re
 
 import pandas as pd
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from serving.app import create_app
+from serving.services.users import add_user
 from serving.storage import queries
-from tests.serving.pages.conftest import NOTE, PASSWORD, audit_rows
+from serving.storage.tables import User
+from tests.serving.pages.conftest import LATEST, NOTE, PASSWORD, audit_rows
 from tests.serving.pages.test_pages import csrf_of, log_in
 
 GOOD = b"student_id,date,status\nSTU-A03,2024-03-04,late\n"
@@ -204,6 +207,7 @@ def test_notes_written_at_another_school_stay_with_it(client):
     read their own school's note (NOTE) but not SCH-B's, on the page and in the API."""
     other_note = "HOMEVISIT-NOTE written at SCH-B"
     with client.app.state.sessions.begin() as session:
+        principal = session.scalar(select(User.id).where(User.username == "principal_a"))
         queries.add_intervention(
             session,
             queries.InterventionIn(
@@ -218,6 +222,17 @@ def test_notes_written_at_another_school_stay_with_it(client):
             ),
             recorded_by=None,
         )
+        teacher_b = add_user(
+            session, "teacher_b1", PASSWORD, "teacher", "SCH-B", ("SCH-B-C1",), "homeroom_teacher"
+        )
+        for user_id, comment in [(teacher_b.id, "COMMENT-B"), (principal, "COMMENT-A")]:
+            queries.add_feedback(
+                session,
+                queries.FeedbackIn(
+                    student_id="STU-A02", as_of=LATEST, kind="useful", comment=comment
+                ),
+                user_id=user_id,
+            )
     log_in(client, "teacher_c1")
     html = client.get("/students/STU-A02").text
     assert NOTE in html and other_note not in html
@@ -231,6 +246,7 @@ def test_notes_written_at_another_school_stay_with_it(client):
     record = client.get("/v1/students/STU-A02", headers={"Authorization": f"Bearer {token}"})
     notes = {(i["date"], i["note"]) for i in record.json()["interventions"]}
     assert notes == {("2024-03-05", NOTE), ("2024-01-10", None)}
+    assert sorted(f["comment"] or "" for f in record.json()["feedback"]) == ["", "COMMENT-A"]
 
 
 def test_a_missing_data_folder_is_named_without_its_path(client, settings):
