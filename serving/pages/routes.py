@@ -493,6 +493,7 @@ def upload(
     school = school_id.strip() if county else viewer.school_id or ""
     settings = request.app.state.settings
     if not school:
+        record_access(session, viewer, None, "POST /upload -> rejected", None)
         return _upload_response(request, viewer, uploads.no_school_named(), 422)
     max_bytes = settings.serving.upload_max_mb * 1_000_000
     sent = [

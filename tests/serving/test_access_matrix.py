@@ -68,7 +68,7 @@ class World:
 # -- the routes and how to call each ---------------------------------------------------
 # kind: "student" (scoped by a student), "manage" (a case, by its school's admin and
 # the county only), "school" (by a school's list), "xlsx" (a
-# school's list file), "upload" (school admins, own school), "open" (no student data:
+# school's list file), "upload" (school admins, own school; the county), "open" (no student data:
 # any role, never a 5xx), "county" (county_admin only, names no student, not audited).
 
 Call = Callable[[World, str, str], Any]  # (world, role, target) -> response
@@ -204,8 +204,8 @@ def expected_to_see(kind: str, role: str, target: str) -> bool:
         return role == "county_admin"
     if kind == "manage":  # naming the responsible adult, 销号: the county, the school admin
         return role in ("county_admin", "school_admin") and target in SEES[role]
-    if kind == "upload":  # a school admin uploads their own school's export, no one else
-        return role == "school_admin"
+    if kind == "upload":  # a school admin, their own school's export; the county, any school's
+        return role in ("school_admin", "county_admin")
     return target in SEES[role]
 
 
