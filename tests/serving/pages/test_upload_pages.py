@@ -54,6 +54,7 @@ def test_teachers_get_the_refusal_page_audited_and_the_county_names_a_school(cli
     assert page.status_code == 403 and "只有学校管理员" in page.text
     assert audit_rows(client)[-1].action == "GET /upload -> refused"
     log_in(client, "county_admin")
+    assert 'href="/upload"' in client.get("/").text
     page = client.get("/upload")
     assert page.status_code == 200 and 'name="school_id"' in page.text and "转学" in page.text
     unnamed = post_files(client, [("files", ("attendance.csv", GOOD, "text/csv"))])
