@@ -7,9 +7,10 @@ starts, `/health` says not ready, and every scoring call answers 503), and start
 weekly scheduler when `settings.serving.weekly_run_weekday` is set.
 
 Every response carries security headers; JSON gets a CSP that allows nothing, the API
-docs page a CSP that allows its own scripts. CORS is closed: no cross-origin headers are
-ever sent. Logs carry no student ids: `serve` runs uvicorn with an access-log filter
-that replaces the path segment after `/students/` with a placeholder.
+docs page one that allows its own origin's scripts and styles (`serving/api/docs.py`).
+CORS is closed: no cross-origin headers are ever sent. Logs carry no student ids:
+`serve` runs uvicorn with an access-log filter that replaces the path segment after
+`/students/` with a placeholder.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.api.deps import LoginLimiter
+from serving.api.docs import DOCS_CSP, install_docs
 from serving.api.errors import (
     BodyTooLarge,
     CatchAllMiddleware,
@@ -44,12 +46,6 @@ from serving.storage.db import init_db, make_engine, session_factory
 logger = logging.getLogger(__name__)
 
 JSON_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-DOCS_CSP = (
-    "default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "img-src 'self' data: https://fastapi.tiangolo.com; connect-src 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'"
-)
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -200,6 +196,8 @@ def create_app(settings: Settings) -> FastAPI:
         summary="Early warning for compulsory-school dropout, with reasons a teacher can act on.",
         version="1",
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs, from local files
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.login_limiter = LoginLimiter()
@@ -214,6 +212,7 @@ def create_app(settings: Settings) -> FastAPI:
     ):
         app.include_router(router)
     _document_read_bodies(app)
+    install_docs(app)
     register_error_handlers(app)
     install_pages(app)  # the HTML pages and /static (serving/pages)
     app.add_middleware(

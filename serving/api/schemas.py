@@ -350,12 +350,17 @@ class ReloadOut(BaseModel):
     model: ModelStatusOut
 
 
-class HealthOut(BaseModel):
-    """Liveness and readiness."""
+class LivenessOut(BaseModel):
+    """Liveness and readiness, as anyone may read them: the status alone."""
 
     model_config = _OUT
 
     status: Literal["ok", "degraded", "not_ready"]
+
+
+class HealthOut(LivenessOut):
+    """Liveness and readiness with what stands behind them (logged-in staff only)."""
+
     database: bool
     model: ModelStatusOut
 

@@ -24,11 +24,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from serving.services.users import UsernameTaken, add_user
 from serving.storage.db import make_engine, migrate, session_factory
 
 POSTGRES_URL = os.environ.get("BAOXUE_TEST_POSTGRES_URL")
@@ -164,3 +166,17 @@ def db_session(db_sessions: sessionmaker[Session]) -> Iterator[Session]:
     """One session; tests commit or roll back themselves."""
     with db_sessions() as session:
         yield session
+
+
+def staff_headers(client: TestClient, username: str = "health.staff") -> dict[str, str]:
+    """A bearer token of a county admin added to `client`'s database: `/health` gives its
+    details (database, model version and source) to logged-in staff only."""
+    password = "health-staff-password"
+    try:
+        with client.app.state.sessions.begin() as session:  # type: ignore[attr-defined]
+            add_user(session, username, password, "county_admin")
+    except UsernameTaken:  # a second app on the same database
+        pass
+    answer = client.post("/v1/auth/token", data={"username": username, "password": password})
+    assert answer.status_code == 200, answer.text
+    return {"Authorization": f"Bearer {answer.json()['access_token']}"}

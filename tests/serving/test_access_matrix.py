@@ -173,8 +173,7 @@ ROUTES: dict[tuple[str, str], tuple[str, Call | None]] = {
     # framework pages without student data
     ("GET", "/openapi.json"): ("open", None),
     ("GET", "/docs"): ("open", None),
-    ("GET", "/docs/oauth2-redirect"): ("open", None),
-    ("GET", "/redoc"): ("open", None),
+    ("MOUNT", "/docs/assets"): ("open", None),  # Swagger UI's files, served locally
     ("MOUNT", "/static"): ("open", None),
 }
 

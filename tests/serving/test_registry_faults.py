@@ -18,6 +18,7 @@ from mlflow import MlflowClient
 from serving.app import create_app
 from serving.registry import load_champion
 from serving.settings import MlflowSettings, PathSettings, ServingSettings, Settings
+from tests.serving.conftest import staff_headers
 from training import track
 
 SECRET = "registry-faults-secret-0123456789-abcdef"
@@ -33,7 +34,7 @@ def _settings(home: Path, uri: str, model_name: str) -> Settings:
 
 def _health(settings: Settings) -> dict:
     with TestClient(create_app(settings)) as client:
-        answer = client.get("/health")
+        answer = client.get("/health", headers=staff_headers(client))
         assert answer.status_code == 200, answer.text
         return answer.json()
 

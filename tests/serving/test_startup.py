@@ -31,6 +31,7 @@ from serving.app import create_app
 from serving.registry import META_FILE, ModelHolder, load_champion
 from serving.settings import MlflowSettings, PathSettings, ServingSettings, Settings
 from tests.conftest import make_store
+from tests.serving.conftest import staff_headers
 from training import track
 
 AS_OF = dt.date(2025, 11, 17)
@@ -211,7 +212,7 @@ def test_health_says_cache_until_the_registry_answers_then_registry(
     # The check is due in an hour: the service answers from the cache, and shutting down
     # cancels the check instead of waiting for it.
     with TestClient(create_app(_settings(home, registered.store, 3600))) as client:
-        health = client.get("/health")
+        health = client.get("/health", headers=staff_headers(client))
         assert health.status_code == 200
         assert health.json()["status"] == "degraded"
         assert health.json()["model"] == {
@@ -226,7 +227,7 @@ def test_health_says_cache_until_the_registry_answers_then_registry(
 
     with TestClient(create_app(_settings(home, registered.store, 0))) as client:
         assert client.app.state.models.wait_checked(60)
-        health = client.get("/health").json()
+        health = client.get("/health", headers=staff_headers(client)).json()
     assert health["status"] == "ok"
     assert health["model"]["source"] == "registry" and health["model"]["version"] == new
     assert health["model"]["message"] == f"version {new} from the registry"
@@ -239,7 +240,7 @@ def test_without_a_cache_the_champion_is_loaded_before_the_first_answer(
     _champion(registered, version)
     home = tmp_path / "home"
     with TestClient(create_app(_settings(home, registered.store, 0))) as client:
-        health = client.get("/health").json()  # no waiting: loaded during start-up
+        health = client.get("/health", headers=staff_headers(client)).json()  # loaded at start
     assert health["status"] == "ok"
     assert (health["model"]["source"], health["model"]["version"]) == ("registry", version)
     assert (home / "model-cache" / META_FILE).is_file()

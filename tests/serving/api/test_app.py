@@ -26,7 +26,7 @@ TINY = {
 
 
 def test_without_a_model_the_app_starts_health_says_not_ready_and_scoring_answers_503(client, auth):
-    health = client.get("/health")
+    health = client.get("/health", headers=auth["researcher"])
     assert health.status_code == 503
     assert health.json()["status"] == "not_ready"
     assert health.json()["database"] is True
