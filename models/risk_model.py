@@ -16,6 +16,7 @@ calibration is monotone, so the order of students agrees.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +27,27 @@ from mlflow.pyfunc.model import PythonModel
 
 from models.calibration import Calibrator
 from models.contract import FeatureContract
-from models.explain import contributions, threads_for, top_reasons
+from models.explain import (
+    contributions,
+    group_contributions,
+    threads_for,
+    top_reasons,
+)
 
 ARTIFACT_BOOSTER = "booster"
 ARTIFACT_CALIBRATION = "calibration"
 ARTIFACT_CONTRACT = "contract"
 N_REASONS = 3
 PASS_THROUGH = ("student_id", "as_of", "school_id", "class_id")
+CONTRIBUTION_PREFIX = "contribution:"  # a reason group's summed SHAP value, per row
+# reason_<k>_<column>: (column, `models.explain.Reason` attribute, value when absent)
+REASON_FIELDS: tuple[tuple[str, str, float | None], ...] = (
+    ("group", "group", None),
+    ("code", "reason_code", None),
+    ("feature", "feature", None),
+    ("value", "value", np.nan),
+    ("contribution", "contribution", np.nan),
+)
 
 
 class RiskModel(PythonModel):
@@ -135,9 +150,37 @@ class RiskModel(PythonModel):
         )
         return contrib, reasons
 
-    def score(self, snapshot: pd.DataFrame, *, explain: bool = True) -> pd.DataFrame:
-        """One row per snapshot row: ids, risk_score, margin, rank, top reasons."""
+    def score(
+        self,
+        snapshot: pd.DataFrame,
+        *,
+        explain: bool | Collection[str] = True,
+        catalog_version: str | None = None,
+    ) -> pd.DataFrame:
+        """Check the snapshot against the contract, score every row, explain those asked.
+
+        Parameters
+        ----------
+        snapshot : snapshot rows (`features.snapshot.build_snapshot`)
+        explain : True explains every row, False none, a collection of student_ids only
+            their rows; the SHAP values are computed once, for those rows only
+        catalog_version : the feature catalog the snapshot was built with; checked
+            against the contract's when given (`models.contract.ContractMismatch`)
+
+        Returns
+        -------
+        pd.DataFrame
+            One row per snapshot row, in order: the ids of `PASS_THROUGH` present,
+            ``risk_score`` (calibrated), ``margin`` (log-odds), ``rank`` (1 = riskiest,
+            ties by student_id), ``base_value`` (SHAP's, the same for every row; NaN
+            for an empty snapshot), ``explained`` (bool), and for explained rows the top
+            `N_REASONS` reasons as ``reason_<k>_{group,code,feature,value,contribution}``
+            (None/NaN past a row's last reason and on rows not explained) and each
+            reason group's summed contribution as ``contribution:<group>`` (NaN on rows
+            not explained): ``base_value + sum(contribution:*) == margin``.
+        """
         assert self.booster and self.calibrator and self.contract
+        self.contract.check(snapshot, catalog_version=catalog_version)
         X = self.contract.matrix(snapshot)
         margin = np.asarray(
             self.booster.predict(X, raw_score=True, **threads_for(len(X))), dtype=np.float64
@@ -150,20 +193,68 @@ class RiskModel(PythonModel):
         rank = np.empty(len(out), dtype=np.int64)
         rank[order] = np.arange(1, len(out) + 1)
         out["rank"] = rank
-        if explain:
-            _, reasons = self.explain(snapshot)
-            for k in range(N_REASONS):
-                out[f"reason_{k + 1}_group"] = [r[k].group if len(r) > k else None for r in reasons]
-                out[f"reason_{k + 1}_code"] = [
-                    r[k].reason_code if len(r) > k else None for r in reasons
-                ]
-                out[f"reason_{k + 1}_feature"] = [
-                    r[k].feature if len(r) > k else None for r in reasons
-                ]
-                out[f"reason_{k + 1}_value"] = [
-                    r[k].value if len(r) > k else np.nan for r in reasons
-                ]
-                out[f"reason_{k + 1}_contribution"] = [
-                    r[k].contribution if len(r) > k else np.nan for r in reasons
-                ]
+        mask = _explain_mask(out, explain)
+        for column, values in self._explanations(X, mask).items():
+            out[column] = values
         return out.reset_index(drop=True)
+
+    def reason_groups(self) -> list[str]:
+        """The reason groups of the contract's features, sorted (``contribution:<group>``)."""
+        assert self.contract
+        groups = self.contract.groups
+        return sorted({groups.get(name, "other") for name in self.contract.feature_names})
+
+    def _explanations(self, X: pd.DataFrame, mask: np.ndarray) -> dict[str, Any]:
+        """`score`'s explanation columns: SHAP values of the rows in `mask` (one
+        `pred_contrib` call), the base value from the first of them (or from the first
+        row when none is asked for)."""
+        assert self.contract
+        n = len(X)
+        positions = np.flatnonzero(mask)
+        columns: dict[str, Any] = {}
+        if positions.size:
+            rows = X.iloc[positions]
+            contrib = contributions(self.booster, rows)  # type: ignore[arg-type]
+        else:
+            rows, contrib = X.iloc[:0], np.empty((0, len(X.columns) + 1))
+        if positions.size:
+            base = float(contrib[0, -1])
+        elif n:
+            base = float(contributions(self.booster, X.iloc[:1])[0, -1])  # type: ignore[arg-type]
+        else:
+            base = float("nan")
+        base_value = np.full(n, base)
+        base_value[positions] = contrib[:, -1]
+        columns["base_value"] = base_value
+        columns["explained"] = mask
+        reasons = top_reasons(
+            rows,
+            contrib,
+            groups=self.contract.groups,
+            reason_codes=self.contract.reason_codes,
+            n=N_REASONS,
+        )
+        at = positions.tolist()
+        for k in range(N_REASONS):
+            for name, attribute, missing in REASON_FIELDS:
+                column = np.full(n, missing, dtype=object if missing is None else np.float64)
+                for i, student_reasons in zip(at, reasons, strict=True):
+                    if len(student_reasons) > k:
+                        column[i] = getattr(student_reasons[k], attribute)
+                columns[f"reason_{k + 1}_{name}"] = column
+        grouped = group_contributions(contrib, self.contract.feature_names, self.contract.groups)
+        for group in self.reason_groups():
+            column = np.full(n, np.nan)
+            if group in grouped.columns:
+                column[positions] = grouped[group].to_numpy(dtype=np.float64)
+            columns[CONTRIBUTION_PREFIX + group] = column
+        return columns
+
+
+def _explain_mask(scored: pd.DataFrame, explain: bool | Collection[str]) -> np.ndarray:
+    if explain is True:
+        return np.ones(len(scored), dtype=bool)
+    if explain is False:
+        return np.zeros(len(scored), dtype=bool)
+    wanted = {str(s) for s in explain}
+    return np.asarray(scored["student_id"].astype(str).isin(wanted).to_numpy(), dtype=bool)

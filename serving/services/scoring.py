@@ -26,8 +26,9 @@ import pandas as pd
 from features.catalog import CATALOG_VERSION, render_reason
 from features.snapshot import build_snapshot
 from features.tables import RawTables
-from models.explain import Reason, group_contributions
+from models.explain import Reason
 from models.reasons import Action, LadderAlert, ladder_alert, reason_values, suggest_actions
+from models.risk_model import CONTRIBUTION_PREFIX, N_REASONS, REASON_FIELDS
 from serving.registry import LoadedModel, NoChampionModel
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,9 @@ __all__ = [
     "StudentNotFound",
     "render",
     "score_records",
+    "ladder_levels",
     "score_snapshot",
+    "scored_students",
 ]
 
 
@@ -115,62 +118,113 @@ def render(reason: Reason) -> ReasonOut:
     )
 
 
-def _explain_mask(snapshot: pd.DataFrame, explain: bool | Collection[str]) -> np.ndarray:
-    if explain is True:
-        return np.ones(len(snapshot), dtype=bool)
-    if explain is False:
-        return np.zeros(len(snapshot), dtype=bool)
-    wanted = {str(s) for s in explain}
-    return snapshot["student_id"].astype(str).isin(wanted).to_numpy()
-
-
 def _column(snapshot: pd.DataFrame, name: str) -> np.ndarray:
     if name not in snapshot.columns:
         return np.full(len(snapshot), np.nan)
     return snapshot[name].to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-@dataclass(frozen=True)
-class _Explained:
-    base_value: float
-    reasons: tuple[ReasonOut, ...]
-    actions: tuple[Action, ...]
-    contributions: dict[str, float]
-
-
-def _explain_rows(
-    loaded: LoadedModel, rows: pd.DataFrame, grade_levels: np.ndarray
-) -> list[_Explained]:
-    """Reasons, actions and group contributions for each row of `rows`."""
-    model = loaded.model
-    assert model.contract is not None
-    contrib, reasons = model.explain(rows)
-    groups = group_contributions(contrib, model.contract.feature_names, model.contract.groups)
-    group_names = [str(c) for c in groups.columns]
-    group_values = groups.to_numpy(dtype=np.float64)
-    out: list[_Explained] = []
-    for i, student_reasons in enumerate(reasons):
-        grade = int(grade_levels[i]) if np.isfinite(grade_levels[i]) else None
-        actions = suggest_actions(
-            student_reasons, grade_level=grade, values=reason_values(student_reasons)
-        )
-        out.append(
-            _Explained(
-                base_value=float(contrib[i, -1]),
-                reasons=tuple(render(r) for r in student_reasons),
-                actions=tuple(actions),
-                contributions=dict(zip(group_names, group_values[i].tolist(), strict=True)),
+def _reasons(scored: pd.DataFrame) -> list[tuple[Reason, ...]]:
+    """The reasons of each row of `RiskModel.score`'s frame (empty where not explained)."""
+    columns = {
+        (k, name): scored[f"reason_{k + 1}_{name}"].tolist()
+        for k in range(N_REASONS)
+        for name, _, _ in REASON_FIELDS
+    }
+    out: list[tuple[Reason, ...]] = []
+    for i, explained in enumerate(scored["explained"].tolist()):
+        reasons: list[Reason] = []
+        for k in range(N_REASONS) if explained else ():
+            group = columns[(k, "group")][i]
+            if not isinstance(group, str):  # None or NaN (a string column's missing)
+                break
+            reasons.append(
+                Reason(
+                    group=group,
+                    reason_code=columns[(k, "code")][i],
+                    feature=columns[(k, "feature")][i],
+                    value=columns[(k, "value")][i],
+                    contribution=columns[(k, "contribution")][i],
+                )
             )
-        )
+        out.append(tuple(reasons))
     return out
 
 
-def _base_value(loaded: LoadedModel, snapshot: pd.DataFrame) -> float:
-    """The SHAP base value (the same for every row of a tree model)."""
-    if snapshot.empty:
-        return float("nan")
-    contrib, _ = loaded.model.explain(snapshot.iloc[:1])
-    return float(contrib[0, -1])
+def _ladders(snapshot: pd.DataFrame) -> list[LadderAlert | None]:
+    """The written ladder's alert for each snapshot row (None without one)."""
+    escalation = _column(snapshot, "escalation_level")
+    runs = _column(snapshot, "unexcused_run")
+    # ladder_alert is None unless the level or the run is at least 1 (NaN counts as 0):
+    # ask it only for those, a few percent of a county.
+    alerted = (np.nan_to_num(escalation) >= 1) | (np.nan_to_num(runs) >= 1)
+    return [
+        ladder_alert(escalation[i], runs[i]) if alert else None
+        for i, alert in enumerate(alerted.tolist())
+    ]
+
+
+def ladder_levels(snapshot: pd.DataFrame) -> list[int]:
+    """The written ladder's level of each snapshot row (0 without an alert)."""
+    return [alert.level if alert else 0 for alert in _ladders(snapshot)]
+
+
+def scored_students(
+    loaded: LoadedModel, snapshot: pd.DataFrame, scored: pd.DataFrame
+) -> list[ScoredStudent]:
+    """`RiskModel.score`'s rows as `ScoredStudent`s, in row order: reasons rendered,
+    actions suggested for the explained rows, the ladder's alert from the snapshot's
+    absence run for every row. `snapshot` and `scored` are aligned row by row."""
+    snapshot = snapshot.reset_index(drop=True)
+    explained = scored["explained"].to_numpy(dtype=bool)
+    groups = [c for c in scored.columns if str(c).startswith(CONTRIBUTION_PREFIX)]
+    group_names = [str(c)[len(CONTRIBUTION_PREFIX) :] for c in groups]
+    group_values = scored.loc[explained, groups].to_numpy(dtype=np.float64).tolist()
+    group_rows = dict(zip(np.flatnonzero(explained).tolist(), group_values, strict=True))
+    reasons = _reasons(scored)
+    grade_levels = _column(snapshot, "grade_level")
+    ladders = _ladders(snapshot)
+    as_ofs = pd.to_datetime(snapshot["as_of"]).dt.date.tolist()
+    grades = np.where(np.isfinite(grade_levels), grade_levels, 0).astype(np.int64).tolist()
+    out: list[ScoredStudent] = []
+    # Plain lists: iterating Arrow-backed string columns costs ~25 us a value.
+    for i, (student_id, school_id, class_id, risk, margin, base_value) in enumerate(
+        zip(
+            snapshot["student_id"].astype(str).tolist(),
+            snapshot["school_id"].astype(str).tolist(),
+            snapshot["class_id"].astype(str).tolist(),
+            scored["risk_score"].to_numpy(dtype=np.float64).tolist(),
+            scored["margin"].to_numpy(dtype=np.float64).tolist(),
+            scored["base_value"].to_numpy(dtype=np.float64).tolist(),
+            strict=True,
+        )
+    ):
+        contributions: dict[str, float] = {}
+        actions: tuple[Action, ...] = ()
+        if i in group_rows:
+            contributions = dict(zip(group_names, group_rows[i], strict=True))
+            grade = int(grade_levels[i]) if np.isfinite(grade_levels[i]) else None
+            actions = tuple(
+                suggest_actions(reasons[i], grade_level=grade, values=reason_values(reasons[i]))
+            )
+        out.append(
+            ScoredStudent(
+                student_id=student_id,
+                as_of=as_ofs[i],
+                school_id=school_id,
+                class_id=class_id,
+                grade_level=grades[i],
+                risk_score=risk,
+                margin=margin,
+                base_value=base_value,
+                reasons=tuple(render(r) for r in reasons[i]),
+                actions=actions,
+                ladder=ladders[i],
+                model_version=loaded.version,
+                contributions=contributions,
+            )
+        )
+    return out
 
 
 def score_snapshot(
@@ -181,8 +235,8 @@ def score_snapshot(
     Parameters
     ----------
     loaded : the champion (`serving.registry.load_champion`)
-    snapshot : snapshot rows (schema `features.schemas` snapshot); checked against the
-        model's contract and catalog version
+    snapshot : snapshot rows (schema `features.schemas` snapshot); the model checks them
+        against its contract and catalog version
     explain : True explains everyone, False no one, a collection of student_ids only them
 
     Raises
@@ -190,62 +244,12 @@ def score_snapshot(
     models.contract.ContractMismatch
         when the snapshot lacks a feature or has another catalog version (names them).
     """
-    model = loaded.model
-    assert model.contract is not None
-    model.contract.check(snapshot, catalog_version=CATALOG_VERSION)
-    snapshot = snapshot.reset_index(drop=True)
-    scored = model.score(snapshot, explain=False)
-    mask = _explain_mask(snapshot, explain)
-    grade_levels = _column(snapshot, "grade_level")
-    explained: dict[int, _Explained] = {}
-    if mask.any():
-        positions = np.flatnonzero(mask)
-        rows = _explain_rows(loaded, snapshot.iloc[positions], grade_levels[positions])
-        explained = dict(zip(positions.tolist(), rows, strict=True))
-    base_value = (
-        next(iter(explained.values())).base_value if explained else _base_value(loaded, snapshot)
-    )
-    escalation = _column(snapshot, "escalation_level")
-    runs = _column(snapshot, "unexcused_run")
-    # ladder_alert is None unless the level or the run is at least 1 (NaN counts as 0):
-    # ask it only for those, a few percent of a county.
-    alerted = (np.nan_to_num(escalation) >= 1) | (np.nan_to_num(runs) >= 1)
-    as_ofs = pd.to_datetime(snapshot["as_of"]).dt.date.tolist()
-    grades = np.where(np.isfinite(grade_levels), grade_levels, 0).astype(np.int64).tolist()
-    out: list[ScoredStudent] = []
-    # Plain lists: iterating Arrow-backed string columns costs ~25 us a value.
-    for i, (student_id, school_id, class_id, risk, margin) in enumerate(
-        zip(
-            snapshot["student_id"].astype(str).tolist(),
-            snapshot["school_id"].astype(str).tolist(),
-            snapshot["class_id"].astype(str).tolist(),
-            scored["risk_score"].to_numpy(dtype=np.float64).tolist(),
-            scored["margin"].to_numpy(dtype=np.float64).tolist(),
-            strict=True,
-        )
-    ):
-        extra = explained.get(i)
-        out.append(
-            ScoredStudent(
-                student_id=student_id,
-                as_of=as_ofs[i],
-                school_id=school_id,
-                class_id=class_id,
-                grade_level=grades[i],
-                risk_score=risk,
-                margin=margin,
-                base_value=extra.base_value if extra else base_value,
-                reasons=extra.reasons if extra else (),
-                actions=extra.actions if extra else (),
-                ladder=ladder_alert(escalation[i], runs[i]) if alerted[i] else None,
-                model_version=loaded.version,
-                contributions=extra.contributions if extra else {},
-            )
-        )
+    scored = loaded.model.score(snapshot, explain=explain, catalog_version=CATALOG_VERSION)
+    out = scored_students(loaded, snapshot, scored)
     logger.info(
         "scored %d students (%d explained) with model version %s",
         len(out),
-        len(explained),
+        int(scored["explained"].sum()),
         loaded.version,
     )
     return out
