@@ -4,10 +4,11 @@ The in-memory batch (`serving.services.weekly_lists.run_weekly`) builds one snap
 the county and scores it in one process. Here the snapshot is a Dask DataFrame
 (`features.distributed.build_snapshots_dask`), shuffled so that each school's rows sit in
 one partition (tiers, capacity and ranks are per school), and each partition is scored
-by the same functions as the in-memory batch: a first pass without reasons, tiers per
-school, reasons for everyone a list shows, ranks in school. The rows to store come back
-one partition at a time (`iter_weekly_rows`), so the process writing the database never
-holds the county's rows at once; `run_weekly_dask` stores them as `run_weekly` does.
+by the in-memory batch's function (`weekly_lists.score_schools`: a first pass without
+reasons, tiers per school, reasons for everyone a list shows, ranks in school). The rows
+to store come back one partition at a time (`iter_weekly_rows`), so the process writing
+the database never holds the county's rows at once; `run_weekly_dask` stores them with
+`run_weekly`'s `store_run`. This module only adapts: Dask partitions in, rows out.
 
 Results equal the in-memory batch on the same export and model: the same students,
 tiers, ranks and reasons, and the same risk_score and margin (to 1e-9; LightGBM's
@@ -28,18 +29,14 @@ import pandas as pd
 from sqlalchemy.orm import Session, sessionmaker
 
 from serving.registry import LoadedModel
-from serving.services.scoring import score_snapshot
 from serving.services.weekly_lists import (
     WeeklyRunResult,
-    _ranks_in_school,
-    _week_tiers,
-    on_list,
     run_weekly_job,
-    store_week,
-    weekly_rows,
+    score_schools,
+    store_run,
+    weekly_job_with,
 )
 from serving.settings import ComputeSettings, Settings
-from serving.storage import queries
 from serving.storage.queries import WeeklyScoreIn
 
 logger = logging.getLogger(__name__)
@@ -61,14 +58,14 @@ ROW_COLUMNS = {
 }
 
 
-def score_schools(
+def partition_rows(
     snapshot: pd.DataFrame,
     loaded: LoadedModel,
     *,
     capacity: int | None,
     capacity_share: float,
 ) -> pd.DataFrame:
-    """Score snapshot rows holding whole schools, as the weekly batch does.
+    """`weekly_lists.score_schools` on one partition, its rows to store as a frame.
 
     Returns one row per student with the fields of `WeeklyScoreIn` (``reasons`` a tuple
     of `queries.Reason`) and ``explained`` (bool), in snapshot order. Every school in
@@ -76,19 +73,9 @@ def score_schools(
     """
     if snapshot.empty:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in ROW_COLUMNS.items()})
-    snapshot = snapshot.reset_index(drop=True)
-    first = score_snapshot(loaded, snapshot, explain=False)
-    tiers = _week_tiers(first, capacity=capacity, capacity_share=capacity_share)
-    shown = {
-        s.student_id
-        for s in first
-        if on_list(tiers[s.student_id], s.ladder.level if s.ladder else 0)
-    }
-    scored = score_snapshot(loaded, snapshot, explain=shown)
-    rows = weekly_rows(scored, tiers, _ranks_in_school(scored))
-    explained = {s.student_id: s.explained for s in scored}
+    week = score_schools(loaded, snapshot, capacity=capacity, capacity_share=capacity_share)
     frame = pd.DataFrame(
-        [{**dict(row), "explained": explained[row.student_id]} for row in rows],
+        [{**dict(row), "explained": explained} for row, explained in week.rows()],
         columns=list(ROW_COLUMNS),
     )
     return frame.astype({c: t for c, t in ROW_COLUMNS.items() if t != "object"})
@@ -109,7 +96,7 @@ def score_week_dask(
     by_school = snapshots.shuffle("school_id")
     meta = pd.DataFrame({c: pd.Series(dtype=t) for c, t in ROW_COLUMNS.items()})
     return by_school.map_partitions(
-        score_schools,
+        partition_rows,
         loaded,
         capacity=capacity,
         capacity_share=capacity_share,
@@ -140,48 +127,19 @@ def run_weekly_dask(
 ) -> WeeklyRunResult:
     """`run_weekly` with the scoring on the cluster: the same run, rows, cases and lists.
 
-    Scores are stored in one transaction with the cases and the lists, as in `run_weekly`;
-    a failure rolls everything back and marks the run failed.
+    Scores are stored in one transaction with the cases and the lists, as in `run_weekly`
+    (`weekly_lists.store_run`); a failure rolls everything back and marks the run failed.
     """
     started = time.perf_counter()
     rows = score_week_dask(snapshots, loaded, capacity=capacity, capacity_share=capacity_share)
-    with session_factory() as session, session.begin():
-        run = queries.start_run(
-            session, as_of=as_of, model_version=loaded.version, lists_dir=str(lists_dir)
-        )
-    explained = 0
-
-    def counting(items: Iterator[tuple[WeeklyScoreIn, bool]]) -> Iterator[WeeklyScoreIn]:
-        nonlocal explained
-        for item, was_explained in items:
-            explained += was_explained
-            yield item
-
-    staged, n_students, schools = store_week(
+    return store_run(
         session_factory,
-        run.id,
-        counting(iter_weekly_rows(rows)),
+        loaded,
+        iter_weekly_rows(rows),
         as_of=as_of,
         lists_dir=lists_dir,
-    )
-    seconds = time.perf_counter() - started
-    logger.info(
-        "weekly run %d for %s on Dask: %d students, %d explained, %d schools in %.1f s",
-        run.id,
-        as_of,
-        n_students,
-        explained,
-        len(schools),
-        seconds,
-    )
-    return WeeklyRunResult(
-        run_id=run.id,
-        as_of=as_of,
-        model_version=loaded.version,
-        n_students=n_students,
-        n_explained=explained,
-        files=list(staged.files),
-        seconds=seconds,
+        started=started,
+        backend=" on Dask",
     )
 
 
@@ -209,15 +167,11 @@ def run_weekly_job_dask(
     """`baoxue score` with `compute.backend = "dask"`: split the export by school, build
     the week's snapshot and score it on the cluster, store as `run_weekly_job` does."""
     from features.distributed import build_snapshots_dask, partition_export
-    from serving.registry import ModelHolder
-    from serving.storage.db import init_db, make_engine, session_factory
 
     compute = settings.compute
     parts_dir = compute.partitions_dir or settings.paths.home / "partitions"
-    init_db(settings.database_url)
-    loaded = ModelHolder.from_settings(settings).load()
-    engine = make_engine(settings.database_url)
-    try:
+
+    def run(sessions: sessionmaker[Session], loaded: LoadedModel) -> WeeklyRunResult:
         with dask_client(compute):
             partitions = partition_export(
                 Path(export_dir) if export_dir else settings.paths.data,
@@ -226,7 +180,7 @@ def run_weekly_job_dask(
             )
             snapshots = build_snapshots_dask(parts_dir, partitions=partitions, as_ofs=[as_of])
             return run_weekly_dask(
-                session_factory(engine),
+                sessions,
                 loaded,
                 snapshots,
                 as_of=as_of,
@@ -234,8 +188,8 @@ def run_weekly_job_dask(
                 capacity_share=settings.training.capacity_share,
                 lists_dir=settings.paths.lists,
             )
-    finally:
-        engine.dispose()
+
+    return weekly_job_with(settings, run)
 
 
 def weekly_job(settings: Settings) -> WeeklyJob:

@@ -35,16 +35,26 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 from sqlalchemy.orm import Session, sessionmaker
 
+from features.catalog import CATALOG_VERSION
 from features.snapshot import build_snapshot
 from features.tables import RawTables
 from models.explain import Reason as ModelReason
 from models.reasons import Action, LadderAlert, ladder_alert, reason_values, suggest_actions
+from models.risk_model import PASS_THROUGH
 from serving.registry import LoadedModel
 from serving.services import list_files
 from serving.services.cases import sync_cases
-from serving.services.scoring import ReasonOut, ScoredStudent, render, score_snapshot
+from serving.services.scoring import (
+    ReasonOut,
+    ScoredStudent,
+    ladder_levels,
+    render,
+    scored_students,
+)
 from serving.settings import Settings
 from serving.storage import queries
 from serving.storage.queries import Reason, WeeklyScoreIn, WeeklyScoreRow
@@ -376,20 +386,22 @@ def build_list(
 # -- the batch --------------------------------------------------------------------------
 
 
-def _week_tiers(
-    scored: Sequence[ScoredStudent], *, capacity: int | None, capacity_share: float
+def week_tiers(
+    students: Iterable[tuple[str, str, float]], *, capacity: int | None, capacity_share: float
 ) -> dict[str, str]:
+    """Tier of each student from (school_id, student_id, risk_score) of whole schools:
+    `assign_tiers` within each school, with the school's `school_capacity`."""
     by_school: dict[str, list[tuple[str, float]]] = {}
-    for s in scored:
-        by_school.setdefault(s.school_id, []).append((s.student_id, s.risk_score))
+    for school_id, student_id, risk_score in students:
+        by_school.setdefault(school_id, []).append((student_id, risk_score))
     tiers: dict[str, str] = {}
-    for students in by_school.values():
-        places = school_capacity(len(students), capacity=capacity, capacity_share=capacity_share)
-        tiers.update(assign_tiers(students, places))
+    for school in by_school.values():
+        places = school_capacity(len(school), capacity=capacity, capacity_share=capacity_share)
+        tiers.update(assign_tiers(school, places))
     return tiers
 
 
-def _ranks_in_school(scored: Sequence[ScoredStudent]) -> dict[str, int]:
+def ranks_in_school(scored: Sequence[ScoredStudent]) -> dict[str, int]:
     """Position of each student in the school's list order (ladder first)."""
     by_school: dict[str, list[ScoredStudent]] = {}
     for s in scored:
@@ -437,6 +449,67 @@ def weekly_rows(
         )
 
 
+@dataclass(frozen=True)
+class ScoredSchools:
+    """One partition of the week scored: whole schools, tiered, ranked, the listed
+    students explained (`score_schools`)."""
+
+    students: list[ScoredStudent]  # snapshot order
+    tiers: dict[str, str]
+
+    @property
+    def n_explained(self) -> int:
+        return sum(1 for s in self.students if s.explained)
+
+    def rows(self) -> Iterator[tuple[WeeklyScoreIn, bool]]:
+        """The rows to store (validated lazily), each with whether it was explained."""
+        rows = weekly_rows(self.students, self.tiers, ranks_in_school(self.students))
+        for row, student in zip(rows, self.students, strict=True):
+            yield row, student.explained
+
+
+def score_schools(
+    loaded: LoadedModel, snapshot: pd.DataFrame, *, capacity: int | None, capacity_share: float
+) -> ScoredSchools:
+    """The weekly batch's scoring of snapshot rows holding whole schools (all of the
+    county in memory, or one Dask partition): score everyone, tier each school, then
+    explain only those a list shows, in one pass of the model over them.
+
+    Every school in `snapshot` must be in it whole, since tiers and ranks are per school.
+    """
+    snapshot = snapshot.reset_index(drop=True)
+    model = loaded.model
+    scored = model.score(snapshot, explain=False, catalog_version=CATALOG_VERSION)
+    levels = ladder_levels(snapshot)
+    tiers = week_tiers(
+        zip(
+            snapshot["school_id"].astype(str).tolist(),
+            snapshot["student_id"].astype(str).tolist(),
+            scored["risk_score"].to_numpy(dtype=np.float64).tolist(),
+            strict=True,
+        ),
+        capacity=capacity,
+        capacity_share=capacity_share,
+    )
+    shown = np.flatnonzero(
+        [
+            on_list(tiers[student_id], level)
+            for student_id, level in zip(
+                snapshot["student_id"].astype(str).tolist(), levels, strict=True
+            )
+        ]
+    )
+    if shown.size:
+        explained = model.score(snapshot.iloc[shown], explain=True)
+        for column in explained.columns:
+            if column in PASS_THROUGH or column in ("risk_score", "margin", "rank"):
+                continue  # the first pass's, for every row
+            values = scored[column].to_numpy(copy=True)
+            values[shown] = explained[column].to_numpy()
+            scored[column] = values
+    return ScoredSchools(students=scored_students(loaded, snapshot, scored), tiers=tiers)
+
+
 def score_week(
     loaded: LoadedModel,
     tables: RawTables,
@@ -447,15 +520,13 @@ def score_week(
 ) -> tuple[list[ScoredStudent], dict[str, str]]:
     """Score everyone enrolled on as_of; explain only those a list shows. Returns the
     scored students (snapshot order) and their tiers."""
-    snapshot = build_snapshot(tables, as_of=as_of)
-    first = score_snapshot(loaded, snapshot, explain=False)
-    tiers = _week_tiers(first, capacity=capacity, capacity_share=capacity_share)
-    shown = {
-        s.student_id
-        for s in first
-        if on_list(tiers[s.student_id], s.ladder.level if s.ladder else 0)
-    }
-    return score_snapshot(loaded, snapshot, explain=shown), tiers
+    week = score_schools(
+        loaded,
+        build_snapshot(tables, as_of=as_of),
+        capacity=capacity,
+        capacity_share=capacity_share,
+    )
+    return week.students, week.tiers
 
 
 def _write_files(
@@ -503,6 +574,7 @@ def store_week(
             staged = _write_files(session, sorted(schools), as_of=as_of, lists_dir=lists_dir)
             queries.finish_run(session, run_id, n_students=n_rows)
             staged.publish()
+            queries.pause_point("lists_published")
     except BaseException:
         if staged is not None:
             staged.revert()
@@ -511,6 +583,60 @@ def store_week(
         raise
     staged.finalize()
     return staged, n_rows, sorted(schools)
+
+
+def store_run(
+    session_factory: sessionmaker[Session] | Callable[[], Session],
+    loaded: LoadedModel,
+    rows: Iterable[tuple[WeeklyScoreIn, bool]],
+    *,
+    as_of: dt.date,
+    lists_dir: Path,
+    started: float,
+    backend: str = "",
+) -> WeeklyRunResult:
+    """Start a run, store its rows, cases and lists (`store_week`), say what was done.
+
+    `rows` are the week's rows to store, each with whether it was explained, from one
+    or many partitions (`ScoredSchools.rows`); they may be a stream. `started` is the
+    `time.perf_counter()` at which the batch began; `backend` is said in the log line.
+    """
+    with session_factory() as session, session.begin():
+        run = queries.start_run(
+            session, as_of=as_of, model_version=loaded.version, lists_dir=str(lists_dir)
+        )
+    n_explained = 0
+
+    def counted(items: Iterable[tuple[WeeklyScoreIn, bool]]) -> Iterator[WeeklyScoreIn]:
+        nonlocal n_explained
+        for row, explained in items:
+            n_explained += explained
+            yield row
+
+    staged, n_students, school_ids = store_week(
+        session_factory, run.id, counted(rows), as_of=as_of, lists_dir=Path(lists_dir)
+    )
+    seconds = time.perf_counter() - started
+    logger.info(
+        "weekly run %d for %s%s: %d students, %d explained, %d schools, %d files in %.1f s",
+        run.id,
+        as_of,
+        backend,
+        n_students,
+        n_explained,
+        len(school_ids),
+        len(staged.files),
+        seconds,
+    )
+    return WeeklyRunResult(
+        run_id=run.id,
+        as_of=as_of,
+        model_version=loaded.version,
+        n_students=n_students,
+        n_explained=n_explained,
+        files=list(staged.files),
+        seconds=seconds,
+    )
 
 
 def run_weekly(
@@ -525,48 +651,40 @@ def run_weekly(
 ) -> WeeklyRunResult:
     """The weekly batch: score, store the week in one run, write the lists.
 
-    The scores are saved, the lists built from them and written into a temporary
+    The county is scored as one partition (`score_schools`) before the run starts. The
+    scores are saved, the lists built from them and written into a temporary
     folder, and the folder swapped into ``<lists_dir>/<as_of>`` all inside one
     transaction; any failure rolls the scores back, puts the earlier folder back, and
     marks the run failed (then re-raises).
     """
     started = time.perf_counter()
-    scored, tiers = score_week(
-        loaded, tables, as_of=as_of, capacity=capacity, capacity_share=capacity_share
+    week = score_schools(
+        loaded,
+        build_snapshot(tables, as_of=as_of),
+        capacity=capacity,
+        capacity_share=capacity_share,
     )
-    ranks = _ranks_in_school(scored)
-    n_explained = sum(1 for s in scored if s.explained)
-    with session_factory() as session, session.begin():
-        run = queries.start_run(
-            session, as_of=as_of, model_version=loaded.version, lists_dir=str(lists_dir)
-        )
-    staged, _, school_ids = store_week(
-        session_factory,
-        run.id,
-        weekly_rows(scored, tiers, ranks),
-        as_of=as_of,
-        lists_dir=Path(lists_dir),
+    return store_run(
+        session_factory, loaded, week.rows(), as_of=as_of, lists_dir=lists_dir, started=started
     )
-    seconds = time.perf_counter() - started
-    logger.info(
-        "weekly run %d for %s: %d students, %d explained, %d schools, %d files in %.1f s",
-        run.id,
-        as_of,
-        len(scored),
-        n_explained,
-        len(school_ids),
-        len(staged.files),
-        seconds,
-    )
-    return WeeklyRunResult(
-        run_id=run.id,
-        as_of=as_of,
-        model_version=loaded.version,
-        n_students=len(scored),
-        n_explained=n_explained,
-        files=list(staged.files),
-        seconds=seconds,
-    )
+
+
+WeeklyRun = Callable[[sessionmaker[Session], LoadedModel], WeeklyRunResult]
+
+
+def weekly_job_with(settings: Settings, run: WeeklyRun) -> WeeklyRunResult:
+    """Migrate the database, load the champion, call `run(sessions, champion)` with an
+    engine disposed of afterwards: what every backend's `baoxue score` shares."""
+    from serving.registry import ModelHolder
+    from serving.storage.db import init_db, make_engine, session_factory
+
+    init_db(settings.database_url)
+    loaded = ModelHolder.from_settings(settings).load()
+    engine = make_engine(settings.database_url)
+    try:
+        return run(session_factory(engine), loaded)
+    finally:
+        engine.dispose()
 
 
 def run_weekly_job(
@@ -574,22 +692,17 @@ def run_weekly_job(
 ) -> WeeklyRunResult:
     """`baoxue score`: read the export, migrate the database, load the champion, run."""
     from features.sources import load_export
-    from serving.registry import ModelHolder
-    from serving.storage.db import init_db, make_engine, session_factory
 
     tables = load_export(Path(export_dir) if export_dir else settings.paths.data).tables
-    init_db(settings.database_url)
-    loaded = ModelHolder.from_settings(settings).load()
-    engine = make_engine(settings.database_url)
-    try:
-        return run_weekly(
-            session_factory(engine),
+    return weekly_job_with(
+        settings,
+        lambda sessions, loaded: run_weekly(
+            sessions,
             loaded,
             tables,
             as_of=as_of,
             capacity=capacity,
             capacity_share=settings.training.capacity_share,
             lists_dir=settings.paths.lists,
-        )
-    finally:
-        engine.dispose()
+        ),
+    )

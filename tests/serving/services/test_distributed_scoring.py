@@ -18,7 +18,7 @@ from models.gbm import make_classifier
 from models.risk_model import RiskModel
 from serving.registry import LoadedModel
 from serving.services.distributed_scoring import run_weekly_dask, score_week_dask
-from serving.services.weekly_lists import _ranks_in_school, score_week, weekly_rows
+from serving.services.weekly_lists import ranks_in_school, score_week, weekly_rows
 from serving.storage import queries
 from serving.storage.db import init_db, make_engine, session_factory
 from tests.dask_county import PartitionedCounty, local_client, partitioned_county
@@ -81,7 +81,7 @@ def expected(loaded: LoadedModel, county: PartitionedCounty) -> pd.DataFrame:
     scored, tiers = score_week(
         loaded, county.tables, as_of=AS_OF, capacity=None, capacity_share=CAPACITY_SHARE
     )
-    rows = weekly_rows(scored, tiers, _ranks_in_school(scored))
+    rows = weekly_rows(scored, tiers, ranks_in_school(scored))
     explained = [s.explained for s in scored]  # weekly_rows keeps the order of `scored`
     frame = pd.DataFrame(
         [{**dict(r), "explained": e} for r, e in zip(rows, explained, strict=True)]
