@@ -177,7 +177,7 @@ def _build_service(home: Path, students: int, seed: int) -> tuple[Any, dict[str,
         ServingSettings,
         Settings,
     )
-    from serving.storage.db import init_db, make_engine, session_factory
+    from serving.storage.db import session_scope
     from training.config import TrainingConfig
     from training.pipeline import run_experiment
     from training.track import Store
@@ -193,12 +193,10 @@ def _build_service(home: Path, students: int, seed: int) -> tuple[Any, dict[str,
         mlflow=MlflowSettings(tracking_uri=uri, registry_uri=uri, model_name="baoxue-risk"),
         serving=ServingSettings(secret_key=secret),
     )
-    init_db(settings_.database_url)
     school = str(county.schools["school_id"].iloc[0])
     klass = str(county.enrolments.loc[county.enrolments["school_id"] == school, "class_id"].iloc[0])
-    engine = make_engine(settings_.database_url)
     headers: dict[str, dict[str, str]] = {"anonymous": {}}
-    with session_factory(engine).begin() as session:
+    with session_scope(settings_) as session:
         for role, school_id, classes in (
             ("county_admin", None, ()),
             ("school_admin", school, ()),
@@ -209,7 +207,6 @@ def _build_service(home: Path, students: int, seed: int) -> tuple[Any, dict[str,
             viewer = get_viewer(session, row.id)
             token = create_access_token(viewer, secret, 60)
             headers[role] = {"Authorization": f"Bearer {token}"}
-    engine.dispose()
     app = create_app(settings_)
     schema = start(app)
     state = app.state
