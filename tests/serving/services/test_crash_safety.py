@@ -171,6 +171,76 @@ def test_a_batch_killed_while_writing_scores_leaves_last_week_intact_and_reruns(
     assert not [p for p in lists.iterdir() if p.name.startswith(".")]  # no staging left
 
 
+def _kill_at(point: str, args: list[str], settings: Settings, cwd: Path) -> None:
+    """Run `baoxue ARGS` in a subprocess paused at `point` (BAOXUE_TEST_PAUSE_AT) and
+    SIGKILL it there."""
+    flag = cwd / f"paused-{point}"
+    env = _env(settings, BAOXUE_TEST_PAUSE_AT=f"{point}:{flag}")
+    batch = subprocess.Popen(
+        _baoxue(*args, env=env, cwd=cwd),
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not flag.exists():
+            assert batch.poll() is None, batch.stdout.read().decode()  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, f"the batch never reached {point}"
+            time.sleep(0.1)
+        os.kill(batch.pid, signal.SIGKILL)
+    finally:
+        batch.wait(30)
+    assert batch.returncode == -signal.SIGKILL
+
+
+def _latest_as_of(settings: Settings) -> dt.date:
+    engine = make_engine(settings.database_url)
+    try:
+        with session_factory(engine)() as session:
+            run = queries.latest_run(session)
+            assert run is not None
+            return run.as_of
+    finally:
+        engine.dispose()
+
+
+def test_a_batch_killed_after_publishing_its_lists_before_the_commit(batch_home, tmp_path):
+    """The other window: the week's folder is already swapped into place, the scores,
+    cases and the finished run are not committed. The earlier week stays as it was, in
+    the database and on disk, and stays the week the service shows; the killed week's
+    folder is on disk without a run behind it until the rerun replaces it."""
+    settings, n_students = batch_home
+    lists = settings.paths.lists
+    week = THIS_WEEK + dt.timedelta(days=7)
+    before = _digest(lists / LAST_WEEK.isoformat())
+    assert before and _scores(settings, LAST_WEEK) == n_students
+    args = ["score", str(settings.paths.data), "--as-of", week.isoformat()]
+    _kill_at("lists_published", args, settings, tmp_path)
+
+    assert _digest(lists / LAST_WEEK.isoformat()) == before
+    assert _scores(settings, LAST_WEEK) == n_students
+    assert _scores(settings, week) == 0
+    assert _latest_as_of(settings) <= THIS_WEEK  # the killed week is not the latest run
+    assert _digest(lists / week.isoformat())  # published, but never committed
+    assert not [p for p in lists.iterdir() if p.name.startswith(".")]
+
+    env = _env(settings)
+    rerun = subprocess.run(
+        _baoxue(*args, env=env, cwd=tmp_path),
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert _scores(settings, week) > 0 and _latest_as_of(settings) == week
+    assert _digest(lists / LAST_WEEK.isoformat()) == before
+    assert not [p for p in lists.iterdir() if p.name.startswith(".")]  # no staging left
+
+
 # -- concurrent writes -------------------------------------------------------------------
 
 
