@@ -575,7 +575,6 @@ def store_week(
             queries.finish_run(session, run_id, n_students=n_rows)
             staged.publish()
             queries.pause_point("lists_published")
-            queries.pause_point("lists_published")
     except BaseException:
         if staged is not None:
             staged.revert()
