@@ -7,7 +7,6 @@ shipped data (/work/shared/data/oulad, when present) must import end to end.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import time
 from pathlib import Path
 
@@ -25,8 +24,9 @@ from features.oulad import (
 )
 from features.schemas import KEYS, schema
 from features.tables import OPTIONAL_COLUMNS, RawTables
+from tests.oulad import missing_reason, oulad_dir
 
-SHIPPED = Path("/work/shared/data/oulad")
+SHIPPED = oulad_dir()
 NAN = np.nan
 
 
@@ -391,7 +391,7 @@ def test_import_writes_an_export(tmp_path: Path) -> None:
     ]
 
 
-@pytest.mark.skipif(not SHIPPED.is_dir(), reason="shipped OULAD not present")
+@pytest.mark.skipif(not SHIPPED.is_dir(), reason=missing_reason())
 def test_shipped_oulad_imports(tmp_path: Path) -> None:
     began = time.perf_counter()
     summary = import_oulad(SHIPPED, tmp_path / "oulad", fmt="parquet")
@@ -413,10 +413,7 @@ def test_shipped_oulad_imports(tmp_path: Path) -> None:
     _check_contract(oulad_to_tables(read_oulad(SHIPPED)))
 
 
-@pytest.mark.skipif(
-    not SHIPPED.is_dir() or importlib.util.find_spec("features.validation") is None,
-    reason="shipped OULAD or features.validation not present",
-)
+@pytest.mark.skipif(not SHIPPED.is_dir(), reason=missing_reason())
 def test_shipped_oulad_passes_load_export(tmp_path: Path) -> None:
     from features.sources import load_export
 

@@ -105,9 +105,11 @@ def test_train_on_bad_input_writes_nothing(tmp_path, home):
 
 
 def test_import_oulad_writes_a_valid_export(tmp_path):
-    src = Path(__file__).resolve().parents[3] / "shared" / "data" / "oulad"
+    from tests.oulad import missing_reason, oulad_dir
+
+    src = oulad_dir()
     if not src.is_dir():
-        pytest.skip("the OULAD data folder is not next to the repository")
+        pytest.skip(missing_reason())
     out = tmp_path / "oulad"
     result = invoke("import", "oulad", str(src), str(out))
     assert result.exit_code == 0, result.output
