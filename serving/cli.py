@@ -721,6 +721,53 @@ def users_add(
     run_guarded(body)
 
 
+@users_app.command("passwd")
+def users_passwd(
+    username: Annotated[str, typer.Argument(help="Login name.")],
+) -> None:
+    """Change a user's password, read from standard input or asked for twice."""
+    from serving.jobs.users import set_password
+
+    settings = _settings()
+
+    def body() -> None:
+        set_password(settings, username, _read_password())
+        typer.echo(f"changed the password of {username}")
+
+    run_guarded(body)
+
+
+@users_app.command("deactivate")
+def users_deactivate(
+    username: Annotated[str, typer.Argument(help="Login name.")],
+) -> None:
+    """Stop a user from logging in; their visits, feedback and audit rows stay."""
+    from serving.jobs.users import deactivate
+
+    settings = _settings()
+    run_guarded(lambda: typer.echo(f"deactivated {deactivate(settings, username).username}"))
+
+
+@users_app.command("list")
+def users_list(
+    school: Annotated[str | None, typer.Option("--school", help="Only this school's.")] = None,
+    inactive: Annotated[bool, typer.Option("--all", help="Also list deactivated users.")] = False,
+) -> None:
+    """List users: username, role, school, classes (and 'inactive' for deactivated ones)."""
+    from serving.jobs.users import list_users
+
+    settings = _settings()
+
+    def body() -> None:
+        for user in list_users(settings, school, inactive):
+            scope = user.school_id or "all schools"
+            classes = ",".join(user.class_ids) or "-"
+            state = "" if user.active else " inactive"
+            typer.echo(f"{user.username:<20} {user.role:<14} {scope:<12} {classes}{state}")
+
+    run_guarded(body)
+
+
 # --------------------------------------------------------------------------- plugins
 
 

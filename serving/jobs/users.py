@@ -31,3 +31,37 @@ def add_user(
             return add(session, username, password, role, school_id, class_ids, staff_role)
     except InvalidUser as exc:
         raise JobFailed(str(exc)) from exc
+
+
+def set_password(settings: Settings, username: str, password: str) -> None:
+    """Replace a user's password; `JobFailed` for a short password or an unknown user."""
+    from serving.services.users import InvalidUser, UserNotFound
+    from serving.services.users import set_password as change
+
+    try:
+        with session_scope(settings) as session:
+            change(session, username, password)
+    except (InvalidUser, UserNotFound) as exc:
+        raise JobFailed(str(exc)) from exc
+
+
+def deactivate(settings: Settings, username: str) -> UserRow:
+    """Stop a user from logging in (their records stay)."""
+    from serving.services.users import UserNotFound
+    from serving.services.users import deactivate as stop
+
+    try:
+        with session_scope(settings) as session:
+            return stop(session, username)
+    except UserNotFound as exc:
+        raise JobFailed(str(exc)) from exc
+
+
+def list_users(
+    settings: Settings, school_id: str | None = None, include_inactive: bool = False
+) -> list[UserRow]:
+    """Users ordered by username (one school's, or all; active ones unless asked)."""
+    from serving.services.users import list_users as listed
+
+    with session_scope(settings) as session:
+        return listed(session, school_id, include_inactive)

@@ -254,3 +254,33 @@ def test_drift_flags_a_school_that_stops_recording_absences(tmp_path, home):
     warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and school in warnings[0]
     assert (home / "drift" / "2025-06-23" / "report.md").read_text(encoding="utf-8").count(school)
+
+
+def test_users_passwd_deactivate_and_list(tmp_path, monkeypatch):
+    monkeypatch.setenv("BAOXUE_PATHS__HOME", str(tmp_path / "svc"))
+    get_settings.cache_clear()
+    try:
+        for name, school in (("wang.f", "S1"), ("zhao.m", "S2")):
+            result = runner.invoke(
+                app,
+                ["users", "add", name, "--role", "school_admin", "--school", school],
+                input="a-long-password\n",
+            )
+            assert result.exit_code == 0, result.output
+        result = runner.invoke(app, ["users", "passwd", "wang.f"], input="another-long-one\n")
+        assert result.exit_code == 0 and "changed the password of wang.f" in result.output
+        result = runner.invoke(app, ["users", "passwd", "nobody"], input="another-long-one\n")
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        result = runner.invoke(app, ["users", "passwd", "wang.f"], input="pw\n")
+        assert result.exit_code == 1 and "Traceback" not in result.output
+
+        assert runner.invoke(app, ["users", "deactivate", "zhao.m"]).exit_code == 0
+        listed = runner.invoke(app, ["users", "list"]).output
+        assert "wang.f" in listed and "zhao.m" not in listed
+        everyone = runner.invoke(app, ["users", "list", "--all"]).output.splitlines()
+        assert [line.split()[0] for line in everyone] == ["wang.f", "zhao.m"]
+        assert everyone[1].endswith("inactive")
+        only_s1 = runner.invoke(app, ["users", "list", "--school", "S1"]).output
+        assert "wang.f" in only_s1 and "S2" not in only_s1
+    finally:
+        get_settings.cache_clear()
