@@ -259,14 +259,22 @@ def read_partition(parts_dir: Path, partition: int) -> tuple[RawTables, pd.Serie
     return tables, owners["student_id"].astype("str")
 
 
+def owned_snapshots(
+    tables: RawTables, owned: pd.Series, *, as_ofs: Sequence[dt.date]
+) -> pd.DataFrame:
+    """`build_snapshots` on one partition's tables, keeping the rows of the students it
+    owns (the rows of peers belong to their own partitions)."""
+    snapshot = build_snapshots(tables, as_ofs=list(as_ofs))
+    keep = snapshot["student_id"].isin(set(owned))
+    return snapshot[keep].reset_index(drop=True)
+
+
 def snapshot_partition(
     parts_dir: Path, partition: int, *, as_ofs: Sequence[dt.date]
 ) -> pd.DataFrame:
     """`build_snapshots` on one partition, keeping the rows of the students it owns."""
     tables, owned = read_partition(parts_dir, partition)
-    snapshot = build_snapshots(tables, as_ofs=as_ofs)
-    keep = snapshot["student_id"].isin(set(owned))
-    return snapshot[keep].reset_index(drop=True)
+    return owned_snapshots(tables, owned, as_ofs=as_ofs)
 
 
 def build_snapshots_dask(

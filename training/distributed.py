@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +30,10 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from features.distributed import read_partition
-from features.snapshot import build_snapshots
+from features.distributed import owned_snapshots, read_partition
 from features.tables import RawTables
 from models.gbm import DEFAULT_PARAMS, make_classifier
-from training.labels import make_labels
-from training.matrices import _enrolment_end, with_groups
+from training.matrices import label_snapshot, with_groups
 
 GROUP_PREFIX = "group:"  # fairness-group columns carried beside a partition's rows
 # The validation curve that chooses the number of trees (`validation_curve_dask`) bins
@@ -65,23 +63,13 @@ def labelled_partition(
     audited without reading the students table again.
     """
     tables, owned = read_partition(parts_dir, partition)
-    snapshot = build_snapshots(tables, as_ofs=list(as_ofs))
-    snapshot = snapshot[snapshot["student_id"].isin(set(owned))].reset_index(drop=True)
-    population = snapshot.loc[:, ["student_id", "as_of"]].copy()
-    if horizon_to_enrolment_end:
-        end = _enrolment_end(tables, snapshot) + pd.Timedelta(days=1)
-        population["label_until"] = np.minimum(
-            (snapshot["as_of"] + pd.Timedelta(horizon)).to_numpy(), end.to_numpy()
-        )
-    labels = make_labels(
-        tables.status_events,
-        population,
+    frame = label_snapshot(
+        tables,
+        owned_snapshots(tables, owned, as_ofs=as_ofs),
         horizon=horizon,
         observed_until=observed_until,
+        horizon_to_enrolment_end=horizon_to_enrolment_end,
     )
-    labels = labels.loc[~labels["censored"].astype(bool), ["student_id", "as_of", "label"]]
-    frame = snapshot.merge(labels, on=["student_id", "as_of"], how="inner")
-    frame["label"] = frame["label"].astype(np.int64)
     if group_columns:
         groups = with_groups(frame.loc[:, ["student_id"]], tables.students)
         for name in groups.columns.drop("student_id"):
@@ -173,6 +161,19 @@ def labelled_snapshots_dask(
     if client is not None:
         return dd.from_delayed(client.compute(tasks), verify_meta=False)
     return dd.from_delayed(tasks, verify_meta=False)
+
+
+def gather(frame: Any, fn: Callable[..., pd.DataFrame | None], *args: Any) -> pd.DataFrame:
+    """`fn(partition, *args)` on every partition of `frame` on the cluster; the (narrow)
+    results concatenated here (None results left out)."""
+    from dask.base import compute
+    from dask.delayed import delayed
+
+    parts = compute(*[delayed(fn)(part, *args) for part in frame.to_delayed()])  # type: ignore[no-untyped-call]
+    found = [p for p in parts if p is not None]
+    if not found:
+        raise ValueError("no partition holds rows for this period of the split")
+    return pd.concat(found, ignore_index=True)
 
 
 def dask_classifier_params(

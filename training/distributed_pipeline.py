@@ -34,7 +34,7 @@ import datetime as dt
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,22 +55,23 @@ from training.distributed import (
     default_n_estimators,
     export_calendar,
     fit_lightgbm_dask,
+    gather,
     labelled_snapshots_dask,
     truncate,
     validation_curve_dask,
 )
-from training.fairness import disparities
 from training.fit import FittedModels, fit_baselines, score_frame
 from training.pipeline import (
     Outcome,
     StepCallback,
     TrainResult,
-    _noop,
     audit_scores,
     build_contract,
     choose_split,
     log_and_register,
+    noop,
     observable_weeks,
+    outcome_of,
     precision_at_k_scored,
     used_as_ofs,
 )
@@ -129,7 +130,7 @@ def prepare_dask(
     config: TrainingConfig,
     *,
     client: Any,
-    on_step: StepCallback = _noop,
+    on_step: StepCallback = noop,
     calendar: tuple[Sequence[dt.date], set[int]] | None = None,
 ) -> DaskPrepared:
     """`training.pipeline.prepare` on a partitioned export: the same weekly as_ofs, split
@@ -206,19 +207,6 @@ def _margins(part: pd.DataFrame, booster: Any, names: list[str]) -> pd.DataFrame
     return out
 
 
-def _gather(frame: Any, fn: Callable[..., pd.DataFrame | None], *args: Any) -> pd.DataFrame:
-    """`fn(partition, *args)` on every partition of `frame` on the cluster; the (narrow)
-    results concatenated here (None results left out)."""
-    from dask.base import compute
-    from dask.delayed import delayed
-
-    parts = compute(*[delayed(fn)(part, *args) for part in frame.to_delayed()])  # type: ignore[no-untyped-call]
-    found = [p for p in parts if p is not None]
-    if not found:
-        raise ValueError("no partition holds rows for this period of the split")
-    return pd.concat(found, ignore_index=True)
-
-
 def fit_models_dask(prepared: DaskPrepared, config: TrainingConfig, *, client: Any) -> FittedModels:
     """`training.fit.fit_models` with LightGBM on the cluster (see the module docstring)."""
     from dask.base import compute
@@ -257,7 +245,7 @@ def fit_models_dask(prepared: DaskPrepared, config: TrainingConfig, *, client: A
     logger.info(
         "lightgbm.dask: %d trees chosen of at most %d", n_trees, default_n_estimators(overrides)
     )
-    calibration = _gather(prepared.calibration, _margins, booster, names)
+    calibration = gather(prepared.calibration, _margins, booster, names)
     calibration = calibration.sort_values(["as_of", "student_id"], kind="stable")
     calibrator = fit_calibrator(
         MarginModel().fit(calibration),
@@ -311,25 +299,20 @@ def evaluate_dask(prepared: DaskPrepared, fitted: FittedModels, config: Training
     (`training.pipeline.audit_scores`, as in memory)."""
     from dask.base import compute
 
-    raw = _gather(prepared.test, _test_scores, fitted)
+    raw = gather(prepared.test, _test_scores, fitted)
     raw = raw.sort_values(["as_of", "student_id"], kind="stable").reset_index(drop=True)
     scores, evaluation, audit = audit_scores(raw, capacity_share=config.capacity_share)
     n_train, train_pos, n_cal = compute(  # type: ignore[no-untyped-call]
         prepared.train.shape[0], prepared.train["label"].sum(), prepared.calibration.shape[0]
     )
-    return Outcome(
-        fitted=fitted,
-        test_scores=scores,
-        evaluation=evaluation,
-        fairness=audit,
-        disparities=disparities(audit),
-        n_rows={
-            "train": int(n_train),
-            "calibration": int(n_cal),
-            "test": len(scores),
-            "train_positive": int(train_pos),
-            "test_positive": int(scores["label"].sum()),
-        },
+    return outcome_of(
+        fitted,
+        scores,
+        evaluation,
+        audit,
+        n_train=int(n_train),
+        n_calibration=int(n_cal),
+        train_positive=int(train_pos),
     )
 
 
@@ -367,7 +350,7 @@ def run_experiment_dask(
     client: Any,
     parts_dir: Path,
     schools_per_partition: int,
-    on_step: StepCallback = _noop,
+    on_step: StepCallback = noop,
 ) -> TrainResult:
     """`training.pipeline.run_experiment` on the cluster of `client`: split the export
     into `parts_dir`, build and label per partition, fit with `lightgbm.dask`, evaluate,
@@ -391,7 +374,7 @@ def run_experiment_dask(
     def champion_precision(model: Any) -> float:
         # a champion whose contract does not fit raises ContractMismatch on the worker,
         # which reaches `_choose_alias` here as in memory
-        scored = _gather(prepared.test, _candidate_scores, model)
+        scored = gather(prepared.test, _candidate_scores, model)
         return precision_at_k_scored(scored, config.capacity_share)
 
     return log_and_register(

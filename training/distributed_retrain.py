@@ -27,26 +27,22 @@ import pandas as pd
 from features.catalog import CATALOG_VERSION
 from training import track
 from training.config import TrainingConfig
-from training.distributed import calendar_of, carried_groups, merge_calendars
+from training.distributed import calendar_of, carried_groups, gather, merge_calendars
 from training.distributed_pipeline import (
-    _gather,
     evaluate_dask,
     export_digest,
     fit_models_dask,
     prepare_dask,
 )
 from training.fit import MODEL
-from training.pipeline import StepCallback, _noop, observable_weeks
+from training.pipeline import StepCallback, noop
 from training.retrain import (
     SCORED_IDS,
     RetrainResult,
     Term,
     decide_and_register,
-    parse_term,
+    plan_term,
     summarise_scored,
-    term_config,
-    term_test_as_ofs,
-    term_window_of,
 )
 
 logger = logging.getLogger(__name__)
@@ -106,7 +102,7 @@ def retrain_dask(
     client: Any,
     parts_dir: Path,
     schools_per_partition: int,
-    on_step: StepCallback = _noop,
+    on_step: StepCallback = noop,
 ) -> RetrainResult:
     """`training.retrain.retrain` on the cluster of `client`: split the export into
     `parts_dir`, find the term and its observable weekly as_ofs, train the challenger on
@@ -114,23 +110,13 @@ def retrain_dask(
     term per partition, decide, log, register and set the alias as in memory."""
     from features.distributed import partition_export
 
-    term = parse_term(term) if isinstance(term, str) else term
     on_step(f"splitting the export into partitions of {schools_per_partition} schools")
     partitions = partition_export(
         Path(export_dir), Path(parts_dir), schools_per_partition=schools_per_partition
     )
     days, years, terms = export_terms(parts_dir, partitions=partitions)
-    if not days:
-        raise ValueError("the partitioned export has no calendar days")
-    window = term_window_of(terms, term)
-    test = term_test_as_ofs(
-        observable_weeks(days, days[-1], config, start=window[0], end=window[1]),
-        term,
-        window,
-        config=config,
-        observed_until=days[-1],
-    )
-    config = term_config(config, test)
+    plan = plan_term(terms, days, term, config)
+    config = plan.config
     prepared = prepare_dask(
         parts_dir, partitions, config, client=client, on_step=on_step, calendar=(days, years)
     )
@@ -138,26 +124,22 @@ def retrain_dask(
     fitted = fit_models_dask(prepared, config, client=client)
     on_step("scoring the test window on the cluster")
     outcome = evaluate_dask(prepared, fitted, config)
-    example = _gather(prepared.test, _first_rows, EXAMPLE_ROWS)
+    example = gather(prepared.test, _first_rows, EXAMPLE_ROWS)
     example = example.sort_values(["as_of", "student_id"], kind="stable").head(EXAMPLE_ROWS)
 
     def score_on_test(model: Any) -> tuple[dict[str, float], pd.DataFrame]:
         assert model.contract is not None
         # names, dtypes and catalog version: the labelled rows' columns suffice
         model.contract.check(prepared.columns, catalog_version=CATALOG_VERSION)
-        scored = _gather(prepared.test, _model_scores, model)
+        scored = gather(prepared.test, _model_scores, model)
         scored = scored.sort_values(["as_of", "student_id"], kind="stable")
         return summarise_scored(scored.reset_index(drop=True), capacity_share=config.capacity_share)
 
     return decide_and_register(
         outcome,
-        config,
+        plan,
         store=store,
-        term=term,
-        window=window,
-        test_as_ofs=test,
-        split=prepared.split,
-        contract=prepared.contract,
+        prepared=prepared,
         test_example=example.reset_index(drop=True),
         score_on_test=score_on_test,
         digest=export_digest(Path(export_dir)),

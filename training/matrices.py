@@ -31,7 +31,7 @@ def school_days(tables: RawTables) -> list[date]:
     return [d.date() for d in days]
 
 
-def _enrolment_end(tables: RawTables, snapshot: pd.DataFrame) -> pd.Series:
+def enrolment_end(tables: RawTables, snapshot: pd.DataFrame) -> pd.Series:
     """End date of the enrolment row each snapshot row sits in."""
     enr = tables.enrolments.copy()
     if "end_date" not in enr.columns:
@@ -62,6 +62,39 @@ def enrolment_start(tables: RawTables, snapshot: pd.DataFrame) -> pd.Series:
     return pd.Series(latest.to_numpy(dtype="datetime64[ns]"), index=snapshot.index)
 
 
+def label_snapshot(
+    tables: RawTables,
+    snapshot: pd.DataFrame,
+    *,
+    horizon: timedelta,
+    observed_until: date,
+    horizon_to_enrolment_end: bool = False,
+) -> pd.DataFrame:
+    """Snapshot rows with `label` attached; censored and unobservable rows dropped.
+
+    The one labelling step of the in-memory rows (`labelled_snapshots`) and of each Dask
+    partition's (`training.distributed.labelled_partition`). `tables` holds every row of
+    the snapshot's students; `observed_until` is the last day the whole export can tell
+    about (a partition's own calendar may end earlier).
+    """
+    population = snapshot.loc[:, ["student_id", "as_of"]].copy()
+    if horizon_to_enrolment_end:
+        end = enrolment_end(tables, snapshot) + pd.Timedelta(days=1)
+        population["label_until"] = np.minimum(
+            (snapshot["as_of"] + pd.Timedelta(horizon)).to_numpy(), end.to_numpy()
+        )
+    labels = make_labels(
+        tables.status_events,
+        population,
+        horizon=horizon,
+        observed_until=observed_until,
+    )
+    labels = labels.loc[~labels["censored"].astype(bool), ["student_id", "as_of", "label"]]
+    frame = snapshot.merge(labels, on=["student_id", "as_of"], how="inner")
+    frame["label"] = frame["label"].astype(np.int64)
+    return frame
+
+
 def labelled_snapshots(
     tables: RawTables,
     *,
@@ -73,22 +106,13 @@ def labelled_snapshots(
 
     Returns the snapshot columns plus `label` (0/1).
     """
-    snapshot = build_snapshots(tables, as_ofs=list(as_ofs))
-    population = snapshot.loc[:, ["student_id", "as_of"]].copy()
-    if horizon_to_enrolment_end:
-        end = _enrolment_end(tables, snapshot) + pd.Timedelta(days=1)
-        population["label_until"] = np.minimum(
-            (snapshot["as_of"] + pd.Timedelta(horizon)).to_numpy(), end.to_numpy()
-        )
-    labels = make_labels(
-        tables.status_events,
-        population,
+    frame = label_snapshot(
+        tables,
+        build_snapshots(tables, as_ofs=list(as_ofs)),
         horizon=horizon,
         observed_until=observed_until(tables),
+        horizon_to_enrolment_end=horizon_to_enrolment_end,
     )
-    labels = labels.loc[~labels["censored"].astype(bool), ["student_id", "as_of", "label"]]
-    frame = snapshot.merge(labels, on=["student_id", "as_of"], how="inner")
-    frame["label"] = frame["label"].astype(np.int64)
     logger.info(
         "%d labelled rows over %d as_of dates, %d positives",
         len(frame),

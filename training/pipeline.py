@@ -55,7 +55,8 @@ StepCallback = Callable[[str], None]
 BASELINE_HISTORY_WEEKS = 30
 
 
-def _noop(_: str) -> None:
+def noop(_: str) -> None:
+    """A `StepCallback` that says nothing (the default)."""
     return None
 
 
@@ -186,7 +187,7 @@ def used_as_ofs(split: Split | CohortSplit) -> list[date]:
     return sorted({*split.train_as_ofs, *split.calibration_as_ofs, *split.test_as_ofs})
 
 
-def prepare(tables: RawTables, config: TrainingConfig, on_step: StepCallback = _noop) -> Prepared:
+def prepare(tables: RawTables, config: TrainingConfig, on_step: StepCallback = noop) -> Prepared:
     """Weekly as_ofs, the split, labelled snapshots and the feature contract."""
     split = choose_split(
         observable_as_ofs(tables, config), tables.enrolments["school_year"].unique(), config
@@ -220,7 +221,7 @@ def fit_and_evaluate(
     tables: RawTables,
     prepared: Prepared,
     config: TrainingConfig,
-    on_step: StepCallback = _noop,
+    on_step: StepCallback = noop,
 ) -> Outcome:
     """Fit on train + calibration, evaluate model and baselines on test (no I/O)."""
     frames = prepared.frames()
@@ -242,6 +243,29 @@ def fit_and_evaluate(
     scores, evaluation, audit = score_and_audit(
         fitted, frames.test, tables.students, capacity_share=config.capacity_share
     )
+    return outcome_of(
+        fitted,
+        scores,
+        evaluation,
+        audit,
+        n_train=len(frames.train),
+        n_calibration=len(frames.calibration),
+        train_positive=int(frames.train["label"].sum()),
+    )
+
+
+def outcome_of(
+    fitted: FittedModels,
+    scores: pd.DataFrame,
+    evaluation: EvaluationResult,
+    audit: pd.DataFrame,
+    *,
+    n_train: int,
+    n_calibration: int,
+    train_positive: int,
+) -> Outcome:
+    """The `Outcome` of a fit evaluated on its test rows (`audit_scores`' results) and
+    the row counts of the other parts, in memory or counted on the cluster."""
     return Outcome(
         fitted=fitted,
         test_scores=scores,
@@ -249,11 +273,11 @@ def fit_and_evaluate(
         fairness=audit,
         disparities=disparities(audit),
         n_rows={
-            "train": len(frames.train),
-            "calibration": len(frames.calibration),
-            "test": len(frames.test),
-            "train_positive": int(frames.train["label"].sum()),
-            "test_positive": int(frames.test["label"].sum()),
+            "train": int(n_train),
+            "calibration": int(n_calibration),
+            "test": len(scores),
+            "train_positive": int(train_positive),
+            "test_positive": int(scores["label"].sum()),
         },
     )
 
@@ -323,7 +347,8 @@ def _metric_name(model: str, key: str) -> str:
     return f"{key}.{model}"
 
 
-def _log_metrics(evaluation: EvaluationResult) -> None:
+def log_metrics(evaluation: EvaluationResult) -> None:
+    """Each model's numeric summary metrics as ``<metric>.<model>`` on the active run."""
     metrics: dict[str, float] = {}
     for model, result in evaluation.models.items():
         for key, value in result.summary.items():
@@ -398,7 +423,7 @@ def run_experiment(
     config: TrainingConfig,
     *,
     store: track.Store,
-    on_step: StepCallback = _noop,
+    on_step: StepCallback = noop,
 ) -> TrainResult:
     """Train, evaluate, audit, log to MLflow, register, and move the alias if earned."""
     started = time.perf_counter()
@@ -434,7 +459,7 @@ def log_and_register(
     champion_precision: ChampionPrecision,
     digest: str,
     started: float,
-    on_step: StepCallback = _noop,
+    on_step: StepCallback = noop,
     tags: dict[str, str] | None = None,
 ) -> TrainResult:
     """Log a fitted and evaluated split to MLflow, register the model, and give it the
@@ -467,7 +492,7 @@ def log_and_register(
             }
         )
         mlflow.set_tags({"data_fingerprint": digest, "baoxue.kind": "train", **(tags or {})})
-        _log_metrics(outcome.evaluation)
+        log_metrics(outcome.evaluation)
         track.log_json(outcome.evaluation.to_dict(), "evaluation.json")
         track.log_frame(outcome.fairness, "fairness.csv")
         track.log_json(outcome.disparities, "fairness_disparities.json")
@@ -522,7 +547,7 @@ def evaluate_registered(
     ref: str,
     date_from: date,
     date_to: date,
-    on_step: StepCallback = _noop,
+    on_step: StepCallback = noop,
 ) -> dict[str, Any]:
     """Score a registered model on every weekly as_of in [date_from, date_to] whose labels
     are observable, beside baselines fitted on what was known before date_from."""

@@ -33,7 +33,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, Protocol
 
 import mlflow
 import numpy as np
@@ -48,14 +48,14 @@ from training.config import TrainingConfig
 from training.evaluate import evaluate_scores, flag_top_k
 from training.fairness import DEFAULT_GROUPS, METRICS, disparities, fairness_audit
 from training.fit import MODEL
-from training.matrices import observed_until, with_groups
+from training.matrices import school_days, with_groups
 from training.pipeline import (
     Outcome,
     StepCallback,
-    _log_metrics,
-    _noop,
     fit_and_evaluate,
-    observable_as_ofs,
+    log_metrics,
+    noop,
+    observable_weeks,
     prepare,
 )
 from training.splits import CohortSplit, Split
@@ -151,6 +151,37 @@ def term_config(config: TrainingConfig, test: Sequence[date]) -> TrainingConfig:
     """`config` with the test window set to the term's observable as_ofs: the challenger
     trains on everything whose label window closes before the term."""
     return config.model_copy(update={"train_until": test[0], "test_to": test[-1]})
+
+
+@dataclass(frozen=True)
+class TermPlan:
+    """What a retrain compares on: the term, its window, its observable weekly as_ofs
+    and the config the challenger trains with (`term_config`)."""
+
+    term: Term
+    window: tuple[date, date]
+    test_as_ofs: list[date]
+    config: TrainingConfig
+
+
+def plan_term(
+    terms: pd.DataFrame, days: Sequence[date], term: Term | str, config: TrainingConfig
+) -> TermPlan:
+    """The `TermPlan` from the schools' terms (`features.school_calendar.school_terms`)
+    and every school day (sorted; the last is the last day observed), of the whole
+    export or the union of its partitions'."""
+    term = parse_term(term) if isinstance(term, str) else term
+    if not days:
+        raise ValueError("the export has no calendar days")
+    window = term_window_of(terms, term)
+    test = term_test_as_ofs(
+        observable_weeks(days, days[-1], config, start=window[0], end=window[1]),
+        term,
+        window,
+        config=config,
+        observed_until=days[-1],
+    )
+    return TermPlan(term=term, window=window, test_as_ofs=test, config=term_config(config, test))
 
 
 def _term_name(start: pd.Timestamp, kind: str) -> str:
@@ -327,6 +358,16 @@ class RetrainResult:
     n_rows: dict[str, int]
 
 
+class SplitOf(Protocol):
+    """What `decide_and_register` reads of a prepared split (in memory or on Dask)."""
+
+    @property
+    def split(self) -> Split | CohortSplit: ...
+
+    @property
+    def contract(self) -> FeatureContract: ...
+
+
 # `score_on_test(model)`: (summary, audit) of a model on the term's labelled test rows
 # (`score_model`/`summarise_scored`), after checking its contract against those rows
 # (ContractMismatch when it cannot score them).
@@ -339,20 +380,12 @@ def retrain(
     *,
     store: track.Store,
     term: Term | str,
-    on_step: StepCallback = _noop,
+    on_step: StepCallback = noop,
 ) -> RetrainResult:
     """Train a challenger on everything before `term`, compare it with the champion on the
     term, register it, and promote it only if it wins on precision@k and fairness."""
-    term = parse_term(term) if isinstance(term, str) else term
-    window = term_window(tables, term)
-    test = term_test_as_ofs(
-        observable_as_ofs(tables, config, start=window[0], end=window[1]),
-        term,
-        window,
-        config=config,
-        observed_until=observed_until(tables),
-    )
-    config = term_config(config, test)
+    plan = plan_term(school_terms(tables.calendar), school_days(tables), term, config)
+    config = plan.config
     prepared = prepare(tables, config, on_step)
     outcome = fit_and_evaluate(tables, prepared, config, on_step)
     test_frame = prepared.frames().test
@@ -364,13 +397,9 @@ def retrain(
 
     return decide_and_register(
         outcome,
-        config,
+        plan,
         store=store,
-        term=term,
-        window=window,
-        test_as_ofs=test,
-        split=prepared.split,
-        contract=prepared.contract,
+        prepared=prepared,
         test_example=test_frame,
         score_on_test=score_on_test,
         digest=fingerprint(tables),
@@ -380,18 +409,14 @@ def retrain(
 
 def decide_and_register(
     outcome: Outcome,
-    config: TrainingConfig,
+    plan: TermPlan,
     *,
     store: track.Store,
-    term: Term,
-    window: tuple[date, date],
-    test_as_ofs: Sequence[date],
-    split: Split | CohortSplit,
-    contract: FeatureContract,
+    prepared: SplitOf,
     test_example: pd.DataFrame,
     score_on_test: ScoreOnTest,
     digest: str,
-    on_step: StepCallback = _noop,
+    on_step: StepCallback = noop,
     tags: dict[str, str] | None = None,
 ) -> RetrainResult:
     """Score the challenger (`outcome`'s model) and the current champion on the term's
@@ -400,9 +425,11 @@ def decide_and_register(
     `retrain` and `training.distributed_retrain.retrain_dask`.
 
     `test_example` holds labelled test rows (its first five are the model's input
-    example); `tags` are added to the run's (e.g. ``baoxue.backend``)."""
-    start, end = window
-    test = list(test_as_ofs)
+    example); `prepared` gives the split and the contract (`training.pipeline.prepare`'s
+    or `prepare_dask`'s); `tags` are added to the run's (e.g. ``baoxue.backend``)."""
+    term, config, split, contract = plan.term, plan.config, prepared.split, prepared.contract
+    start, end = plan.window
+    test = list(plan.test_as_ofs)
     on_step("scoring the challenger and the champion on the term")
     new_summary, new_audit = score_on_test(outcome.fitted.risk_model)
     client = track.connect(store)
@@ -453,7 +480,7 @@ def decide_and_register(
                 **{f"rows.{k}": v for k, v in outcome.n_rows.items()},
             }
         )
-        _log_metrics(outcome.evaluation)  # key.lightgbm etc.: the registered version's metrics
+        log_metrics(outcome.evaluation)  # key.lightgbm etc.: the registered version's metrics
         for who, summary in (("challenger", new_summary), ("champion", old_summary)):
             if summary:
                 mlflow.log_metrics(
