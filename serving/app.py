@@ -26,7 +26,6 @@ from fastapi import FastAPI
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serving.api.deps import LoginLimiter
 from serving.api.docs import DOCS_CSP, install_docs
 from serving.api.errors import (
     BodyTooLarge,
@@ -39,6 +38,7 @@ from serving.audit import AuditWriter
 from serving.auth import secret_key
 from serving.pages import install as install_pages
 from serving.registry import ModelHolder, NoChampionModel
+from serving.services.logins import guard_from_settings
 from serving.services.users import UserRow, add_user
 from serving.settings import Settings
 from serving.storage.db import init_db, make_engine, session_factory
@@ -172,6 +172,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.sessions = session_factory(engine)
         app.state.audit_writer = AuditWriter(app.state.sessions)
         app.state.secret_key = secret_key(settings.paths.home, settings.serving.secret_key)
+        app.state.login_guard = guard_from_settings(settings.serving)
         holder = ModelHolder.from_settings(settings)
         _load_model(holder, settings.serving.registry_check_after_s)
         app.state.models = holder
@@ -187,6 +188,7 @@ def create_app(settings: Settings) -> FastAPI:
             if scheduler is not None:
                 scheduler.stop()
             app.state.audit_writer.close()
+            app.state.login_guard.gate.close()
             if not holder.stop(REGISTRY_CHECK_WAIT_S):
                 logger.warning("the registry check was still under way at shutdown")
             engine.dispose()
@@ -200,7 +202,6 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
-    app.state.login_limiter = LoginLimiter()
     for router in (
         auth.router,
         risk.router,

@@ -1,9 +1,13 @@
 """Passwords, access tokens, and who may see which student.
 
 - Passwords are hashed with argon2id (`argon2-cffi`, its RFC 9106 defaults).
-- The OAuth2 password flow hands out a JWT (HS256) carrying `sub` (the user id), `role`
-  and `exp`; the API looks the user up again on each request, so deactivating someone
-  takes effect at once.
+- The OAuth2 password flow hands out a JWT (HS256) carrying `sub` (the user id), `role`,
+  `ver` (the user's token version) and `exp`; the API looks the user up again on each
+  request, so deactivating someone, or raising their token version (logout, password or
+  role change), ends their tokens at once.
+- `HashGate` bounds the password hashes under way at once (argon2 takes ~0.1 s of CPU
+  and 64 MiB each): a login that could not get a slot soon is turned away with
+  `LoginBusy` (503 with Retry-After) instead of queueing without end.
 - `Viewer` is the logged-in person and their scope. Scope rules:
   county_admin sees every school; school_admin their school; teacher only their own
   classes in their school; researcher no individual student at all, aggregates only.
@@ -14,13 +18,20 @@ Errors are domain exceptions with a stable `code` and a message a teacher unders
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
+import math
 import os
 import secrets
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import jwt
 from argon2 import PasswordHasher
@@ -79,6 +90,34 @@ class NotYourStudent(Forbidden):
     default_message = "This student is not in your school or classes."
 
 
+class TooManyAttempts(Exception):
+    """Too many failed logins for one username from one address, or from one address."""
+
+    code = "too_many_attempts"
+
+    def __init__(self, retry_after_s: int, field: str | None = "username") -> None:
+        self.retry_after_s = max(1, int(retry_after_s))
+        self.field = field
+        self.message = (
+            f"Too many failed logins. Please wait {self.retry_after_s} seconds and try again."
+        )
+        super().__init__(self.message)
+
+
+class LoginBusy(Exception):
+    """More logins at once than the password hashing can serve soon: try again shortly."""
+
+    code = "login_busy"
+
+    def __init__(self, retry_after_s: int = 1) -> None:
+        self.retry_after_s = max(1, int(retry_after_s))
+        self.message = (
+            "Too many people are logging in right now. "
+            f"Please try again in {self.retry_after_s} second(s)."
+        )
+        super().__init__(self.message)
+
+
 # -- passwords --------------------------------------------------------------------------
 
 
@@ -116,6 +155,7 @@ class Viewer:
     school_id: str | None = None
     class_ids: frozenset[str] = field(default_factory=frozenset)
     staff_role: str | None = None
+    token_version: int = 0
 
     def __post_init__(self) -> None:
         if self.role not in USER_ROLES:
@@ -173,6 +213,7 @@ class TokenClaims:
     user_id: int
     role: str
     expires_at: dt.datetime
+    version: int
 
 
 def create_access_token(
@@ -183,6 +224,7 @@ def create_access_token(
     payload = {
         "sub": str(user.user_id),
         "role": user.role,
+        "ver": user.token_version,
         "iat": issued,
         "exp": issued + dt.timedelta(minutes=minutes),
     }
@@ -196,21 +238,108 @@ def decode_access_token(token: str, secret: str) -> TokenClaims:
             token,
             secret,
             algorithms=[TOKEN_ALGORITHM],
-            options={"require": ["exp", "sub", "role"]},
+            options={"require": ["exp", "sub", "role", "ver"]},
         )
         user_id = int(payload["sub"])
         role = str(payload["role"])
+        version = payload["ver"]
     except jwt.ExpiredSignatureError as error:
         raise InvalidToken() from error
     except (jwt.InvalidTokenError, ValueError, TypeError) as error:
         raise InvalidToken() from error
-    if role not in USER_ROLES:
+    if role not in USER_ROLES or not isinstance(version, int) or isinstance(version, bool):
         raise InvalidToken()
     return TokenClaims(
         user_id=user_id,
         role=role,
         expires_at=dt.datetime.fromtimestamp(int(payload["exp"]), dt.UTC),
+        version=version,
     )
+
+
+# -- bounding the password hashes -------------------------------------------------------
+
+T = TypeVar("T")
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class HashGate:
+    """At most `slots` password hashes at once; a login that would wait too long is refused.
+
+    A login is admitted (`admit`) before it touches a hash: while the logins already
+    admitted would keep the slots busy for more than `max_wait_s` (judged from how long
+    recent hashes took), or while its address already has `per_address` logins admitted,
+    it is refused with `LoginBusy` at once, costing nothing. An admitted login then hashes
+    (`run`) on the gate's own `slots` threads, so a flood of logins can neither pile up
+    argon2's 64 MiB per hash nor take the threads and database connections that other
+    requests need; nothing holds a database connection while it hashes.
+    """
+
+    def __init__(
+        self, slots: int | None = None, max_wait_s: float = 0.5, per_address: int | None = None
+    ) -> None:
+        self.slots = slots or cpu_count()
+        self.max_wait_s = max_wait_s
+        self.per_address = per_address or max(1, self.slots)
+        self.hash_s = 0.1  # a running estimate of one hash's time under the current load
+        self._admitted = 0
+        self._by_address: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(self.slots, thread_name_prefix="password-hash")
+
+    def capacity(self) -> int:
+        """How many logins may be admitted at once: the running slots, and as many waiting
+        as the slots would serve within `max_wait_s`."""
+        return self.slots * (1 + max(0, math.floor(self.max_wait_s / self.hash_s)))
+
+    @contextmanager
+    def admit(self, address: str) -> Iterator[None]:
+        """Hold one admission for the block; `LoginBusy` when the gate is full."""
+        with self._lock:
+            busy = self._admitted >= self.capacity()
+            if busy or self._by_address.get(address, 0) >= self.per_address:
+                raise LoginBusy(math.ceil(self._admitted * self.hash_s / self.slots) or 1)
+            self._admitted += 1
+            self._by_address[address] = self._by_address.get(address, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._admitted -= 1
+                left = self._by_address[address] - 1
+                if left:
+                    self._by_address[address] = left
+                else:
+                    del self._by_address[address]
+
+    def _timed(self, function: Callable[..., T], *args: object) -> T:
+        started = time.perf_counter()
+        try:
+            return function(*args)
+        finally:
+            elapsed = time.perf_counter() - started
+            with self._lock:
+                self.hash_s = max(0.005, 0.8 * self.hash_s + 0.2 * elapsed)
+
+    async def run(self, function: Callable[..., T], *args: object) -> T:
+        """`function(*args)` on one of the gate's threads (the event loop keeps running)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._timed, function, *args)
+
+    def run_sync(self, function: Callable[..., T], *args: object) -> T:
+        """`function(*args)` on one of the gate's threads, from a thread that may block."""
+        return self._executor.submit(self._timed, function, *args).result()
+
+    def close(self) -> None:
+        """Stop the gate's threads (after the hashes under way)."""
+        self._executor.shutdown(wait=True)
 
 
 # -- the signing key --------------------------------------------------------------------

@@ -91,6 +91,19 @@ class ServingSettings(BaseModel):
     weekly_run_hour: int = Field(default=6, ge=0, le=23)
     token_minutes: int = Field(default=480, ge=1)
     secret_key: str | None = None  # generated and kept in the home folder when unset
+    # The login limit (counted in the database, serving/services/logins.py): failed
+    # logins per username and address, and per address across usernames, in a window.
+    login_max_failures: int = Field(default=5, ge=1, le=1000)
+    login_window_s: int = Field(default=60, ge=1, le=86_400)
+    login_address_max_failures: int = Field(default=30, ge=1, le=100_000)
+    login_address_window_s: int = Field(default=900, ge=1, le=86_400)
+    # Password hashes at once (default: one per CPU); a login that would wait longer
+    # than login_queue_s for one is answered 503 with Retry-After.
+    login_hash_slots: int | None = Field(default=None, ge=1, le=256)
+    login_queue_s: float = Field(default=0.5, ge=0, le=60)
+    # Behind a reverse proxy that sets them: take the scheme (Secure cookies) from
+    # X-Forwarded-Proto and the client address (login limit) from X-Forwarded-For.
+    trust_proxy_headers: bool = False
     upload_max_mb: int = Field(default=50, ge=1, le=2048)  # per file on the upload page
     # An XLSX upload once unpacked (its compressed size is upload_max_mb's): see
     # serving.services.uploads.XlsxLimits; larger, longer or slower workbooks are refused.

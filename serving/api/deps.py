@@ -10,17 +10,16 @@
   through the app's `AuditWriter` (group commit, answered once committed), a write's row
   in the request's transaction, a refused attempt's in a transaction of its own, so the
   row survives the failed request.
-- `LoginLimiter`: failed logins per username and client address.
+- `LoginGuardDep`: the app's `LoginGuard` (`serving.services.logins`): the login limit
+  counted in the database and password hashing bounded; `client_address` and `is_https`
+  read the proxy's headers only when `serving.trust_proxy_headers` says so.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -28,10 +27,10 @@ from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from serving.api.errors import TooManyAttempts
 from serving.audit import ACTION_MAX, AccessIn, AuditWriter, record_access, store_accesses
 from serving.auth import InvalidToken, Viewer, decode_access_token
 from serving.registry import LoadedModel, ModelHolder
+from serving.services.logins import LoginGuard
 from serving.services.users import get_viewer as viewer_for_user
 from serving.settings import Settings
 from serving.storage.db import has_written
@@ -100,7 +99,7 @@ def get_viewer(
     if not token:
         raise InvalidToken("Please log in: this needs a bearer token.")
     claims = decode_access_token(token, request.app.state.secret_key)
-    return viewer_for_user(session, claims.user_id)
+    return viewer_for_user(session, claims.user_id, claims.version)
 
 
 ViewerDep = Annotated[Viewer, Depends(get_viewer)]
@@ -236,55 +235,42 @@ async def get_auditor(request: Request, session: SessionDep, viewer: ViewerDep) 
 AuditDep = Annotated[Auditor, Depends(get_auditor)]
 
 
-# -- login rate limit -------------------------------------------------------------------
+# -- logins and the client --------------------------------------------------------------
 
 
-@dataclass
-class LoginLimiter:
-    """At most `max_failures` failed logins per username and address in `window_s`.
-
-    Kept in memory (one process serves one county); a restart forgets the counts.
-    """
-
-    max_failures: int = 5
-    window_s: float = 60.0
-    _failures: dict[tuple[str, str], deque[float]] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def check(self, username: str, address: str, now: float | None = None) -> None:
-        """`TooManyAttempts` (429) while this username and address are locked out."""
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            failures = self._recent(username, address, now)
-            if len(failures) >= self.max_failures:
-                raise TooManyAttempts(int(failures[0] + self.window_s - now) + 1)
-
-    def failed(self, username: str, address: str, now: float | None = None) -> None:
-        """Count one failed login."""
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            self._recent(username, address, now).append(now)
-
-    def succeeded(self, username: str, address: str) -> None:
-        """Forget the failures of a username and address after a good login."""
-        with self._lock:
-            self._failures.pop((username.lower(), address), None)
-
-    def _recent(self, username: str, address: str, now: float) -> deque[float]:
-        key = (username.lower(), address)
-        failures = self._failures.setdefault(key, deque())
-        while failures and failures[0] <= now - self.window_s:
-            failures.popleft()
-        if len(self._failures) > 10_000:  # drop idle keys so memory stays bounded
-            for stale in [k for k, v in self._failures.items() if not v and k != key]:
-                del self._failures[stale]
-        return failures
+async def get_login_guard(request: Request) -> LoginGuard:
+    """The app's login guard (limit counters in the database, bounded hashing)."""
+    guard: LoginGuard = request.app.state.login_guard
+    return guard
 
 
-async def get_login_limiter(request: Request) -> LoginLimiter:
-    """The app's login limiter."""
-    limiter: LoginLimiter = request.app.state.login_limiter
-    return limiter
+LoginGuardDep = Annotated[LoginGuard, Depends(get_login_guard)]
 
 
-LimiterDep = Annotated[LoginLimiter, Depends(get_login_limiter)]
+def _trusts_proxy(request: Request) -> bool:
+    return bool(request.app.state.settings.serving.trust_proxy_headers)
+
+
+def _last_forwarded(request: Request, header: str) -> str | None:
+    # The right-most value is the one our own proxy added (the ones before it are
+    # whatever the client sent).
+    values = [v.strip() for v in request.headers.get(header, "").split(",") if v.strip()]
+    return values[-1] if values else None
+
+
+def client_address(request: Request) -> str:
+    """The client's address: the connection's, or X-Forwarded-For's when the settings
+    trust the proxy (`serving.trust_proxy_headers`)."""
+    if _trusts_proxy(request):
+        forwarded = _last_forwarded(request, "x-forwarded-for")
+        if forwarded:
+            return forwarded[:64]
+    return request.client.host if request.client else "unknown"
+
+
+def is_https(request: Request) -> bool:
+    """Whether the client's connection is HTTPS: the request's own scheme, or
+    X-Forwarded-Proto's when the settings trust the proxy."""
+    if request.url.scheme == "https":
+        return True
+    return _trusts_proxy(request) and _last_forwarded(request, "x-forwarded-proto") == "https"

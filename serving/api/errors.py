@@ -17,12 +17,20 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from features.validation import InputTableError, Violation
 from models.contract import ContractMismatch
-from serving.auth import AuthError, Forbidden, InvalidCredentials, InvalidToken
+from serving.auth import (
+    AuthError,
+    Forbidden,
+    InvalidCredentials,
+    InvalidToken,
+    LoginBusy,
+    TooManyAttempts,
+)
 from serving.registry import NoChampionModel
 from serving.services.scoring import StudentNotFound
 from serving.services.students import InvalidVisit
@@ -34,19 +42,6 @@ from serving.storage.queries import RecordNotFound
 logger = logging.getLogger(__name__)
 
 VIOLATIONS_LISTED = 50  # violations named in one 422 body
-
-
-class TooManyAttempts(Exception):
-    """Too many failed logins for one username from one address."""
-
-    code = "too_many_attempts"
-
-    def __init__(self, retry_after_s: int) -> None:
-        self.retry_after_s = max(1, int(retry_after_s))
-        self.message = (
-            f"Too many failed logins. Please wait {self.retry_after_s} seconds and try again."
-        )
-        super().__init__(self.message)
 
 
 class BodyTooLarge(Exception):
@@ -159,8 +154,21 @@ def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
 def _too_many(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, TooManyAttempts)
     return _json(
-        429, exc.code, exc.message, "username", headers={"Retry-After": str(exc.retry_after_s)}
+        429, exc.code, exc.message, exc.field, headers={"Retry-After": str(exc.retry_after_s)}
     )
+
+
+def _login_busy(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, LoginBusy)
+    return _json(503, exc.code, exc.message, headers={"Retry-After": str(exc.retry_after_s)})
+
+
+def _pool_timeout(request: Request, exc: Exception) -> JSONResponse:
+    """No database connection came free in time: 503 (busy), never a 500."""
+    route = getattr(request.scope.get("route"), "path", "?")
+    logger.warning("no database connection free in %s %s", request.method, route)
+    message = "The service is busy right now. Please try again in a few seconds."
+    return _json(503, "service_busy", message, headers={"Retry-After": "5"})
 
 
 def _too_large(request: Request, exc: Exception) -> JSONResponse:
@@ -259,6 +267,8 @@ def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InputTableError, _input_table_error)
     app.add_exception_handler(ContractMismatch, _contract_mismatch)
     app.add_exception_handler(TooManyAttempts, _too_many)
+    app.add_exception_handler(LoginBusy, _login_busy)
+    app.add_exception_handler(PoolTimeout, _pool_timeout)
     app.add_exception_handler(BodyTooLarge, _too_large)
     app.add_exception_handler(InvalidVisit, _invalid_visit)
     app.add_exception_handler(NoChampionModel, _coded(503))

@@ -35,6 +35,10 @@ STRINGS: dict[str, tuple[str, str]] = {
         "登录失败次数过多，请 {n} 秒后再试。",
         "Too many failed logins. Please try again in {n} seconds.",
     ),
+    "login_busy": (
+        "现在登录的人太多，请 {n} 秒后再试。",
+        "Too many people are logging in right now. Please try again in {n} seconds.",
+    ),
     "logged_out": ("您已退出登录。", "You have logged out."),
     "session_ended": ("登录已过期，请重新登录。", "Your session has ended. Please log in again."),
     # errors

@@ -20,10 +20,24 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 
 from features.tables import INTERVENTION_KINDS, OUTCOMES
-from serving.api.deps import Auditor, SessionDep, get_settings, make_auditor
-from serving.api.errors import TooManyAttempts
+from serving.api.deps import (
+    Auditor,
+    LoginGuardDep,
+    SessionDep,
+    client_address,
+    get_settings,
+    make_auditor,
+)
 from serving.audit import record_access
-from serving.auth import AuthError, Forbidden, InvalidCredentials, NotYourStudent, Viewer
+from serving.auth import (
+    AuthError,
+    Forbidden,
+    InvalidCredentials,
+    LoginBusy,
+    NotYourStudent,
+    TooManyAttempts,
+    Viewer,
+)
 from serving.pages import views
 from serving.pages.i18n import RULE_KEYS, SUBJECT_KEYS, translate
 from serving.pages.session import (
@@ -40,7 +54,7 @@ from serving.pages.session import (
 )
 from serving.services import cases, students, uploads
 from serving.services.scoring import StudentNotFound
-from serving.services.users import authenticate, get_viewer
+from serving.services.users import end_sessions, get_viewer
 from serving.services.weekly_lists import ListNotFound
 from serving.storage.queries import NOTE_MAX
 from serving.storage.tables import FEEDBACK_KINDS, ID_LENGTH, ROW_ID_MAX, Case, utcnow
@@ -66,8 +80,8 @@ def current_viewer(request: Request, session: SessionDep) -> Viewer:
     if page_session is None or page_session.user_id is None:
         raise LoginRequired(request.url.path)
     try:
-        return get_viewer(session, page_session.user_id)
-    except InvalidCredentials as error:  # deactivated or deleted since login
+        return get_viewer(session, page_session.user_id, page_session.version)
+    except AuthError as error:  # deactivated, or logged out or password changed since
         raise LoginRequired(request.url.path) from error
 
 
@@ -151,39 +165,55 @@ def login_page(request: Request, next: str = "/", notice: str | None = None) -> 
 
 
 @router.post("/login", response_class=HTMLResponse)
-def login(
+async def login(
     request: Request,
-    session: SessionDep,
+    guard: LoginGuardDep,
     username: Annotated[str, Form(max_length=64)] = "",
     password: Annotated[str, Form(max_length=1024)] = "",
     csrf_token: Annotated[str, Form(max_length=128)] = "",
     next: Annotated[str, Form(max_length=512)] = "/",
 ) -> Response:
-    """Check the password; on success a fresh session and a redirect to `next`."""
+    """Check the password (through the app's `LoginGuard`, as the API does); on success
+    a fresh session and a redirect to `next`."""
     check_csrf(read_session(request), csrf_token)
-    limiter = request.app.state.login_limiter
-    address = request.client.host if request.client else "unknown"
     t = translate(page_lang(request))
+    context: dict[str, Any] = {"next": next}
     try:
-        limiter.check(username, address)
-        viewer = authenticate(session, username, password)
+        sessions = request.app.state.sessions
+        viewer = await guard.login(sessions, username, password, client_address(request))
     except TooManyAttempts as error:
-        message = t("login_locked", n=error.retry_after_s)
-        return render(request, "login.html", {"next": next, "error": message}, status_code=429)
+        context["error"] = t("login_locked", n=error.retry_after_s)
+        response = render(request, "login.html", context, status_code=429)
+        response.headers["Retry-After"] = str(error.retry_after_s)
+        return response
+    except LoginBusy as error:
+        context["error"] = t("login_busy", n=error.retry_after_s)
+        response = render(request, "login.html", context, status_code=503)
+        response.headers["Retry-After"] = str(error.retry_after_s)
+        return response
     except InvalidCredentials:
-        limiter.failed(username, address)
-        message = t("login_failed")
-        return render(request, "login.html", {"next": next, "error": message}, status_code=401)
-    limiter.succeeded(username, address)
-    response = RedirectResponse(safe_next(next), status_code=303)
-    write_session(request, response, new_session(viewer.user_id))
-    return response
+        context["error"] = t("login_failed")
+        return render(request, "login.html", context, status_code=401)
+    done = RedirectResponse(safe_next(next), status_code=303)
+    write_session(request, done, new_session(viewer.user_id, viewer.token_version))
+    return done
 
 
 @router.post("/logout")
-def logout(request: Request, csrf_token: Annotated[str, Form(max_length=128)] = "") -> Response:
-    """End the session."""
-    check_csrf(read_session(request), csrf_token)
+def logout(
+    request: Request, session: SessionDep, csrf_token: Annotated[str, Form(max_length=128)] = ""
+) -> Response:
+    """End the session, and every other session and token of the same user (a copy of
+    the cookie kept elsewhere is no longer a session)."""
+    page_session = read_session(request)
+    check_csrf(page_session, csrf_token)
+    if page_session is not None and page_session.user_id is not None:
+        try:
+            get_viewer(session, page_session.user_id, page_session.version)
+        except AuthError:
+            pass  # already ended
+        else:
+            end_sessions(session, page_session.user_id)
     response = RedirectResponse("/login?notice=logged_out", status_code=303)
     clear_session(request, response)
     return response

@@ -1,11 +1,14 @@
 """Cookie sessions and CSRF tokens for the HTML pages.
 
 The session is one signed cookie (`itsdangerous`, keyed by the app's secret key with
-its own salt), HttpOnly, SameSite=Lax, Secure when the request came over HTTPS, and
+its own salt), HttpOnly, SameSite=Lax, Secure when the request came over HTTPS (or, with
+`serving.trust_proxy_headers`, when the proxy's X-Forwarded-Proto says so), and
 expiring after `settings.serving.token_minutes` (both the cookie's Max-Age and the
-signature's age are checked). It holds only the user id, a CSRF token and the time it
-was issued: never a name, a role or a school. The user is looked up again on every
-request, so a deactivated account is logged out at once.
+signature's age are checked). It holds only the user id, the user's token version, a
+CSRF token and the time it was issued: never a name, a role or a school. The user is
+looked up again on every request, so a deactivated account is logged out at once, and
+so is every session issued before a logout or a password change (the token version in
+the database has moved on; a cookie replayed after logout is no session).
 
 CSRF: the token is bound to the session. Every form carries it in a hidden field
 `csrf_token`; a POST whose field does not match the cookie's token is refused with
@@ -24,6 +27,8 @@ from typing import Any
 
 from fastapi import Request, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from serving.api.deps import is_https
 
 COOKIE_NAME = "baoxue_session"
 LANG_COOKIE = "lang"
@@ -52,9 +57,10 @@ class PageSession:
     csrf: str
     user_id: int | None = None
     issued: float = 0.0
+    version: int | None = None  # the user's token version when the session began
 
     def to_dict(self) -> dict[str, Any]:
-        return {"c": self.csrf, "u": self.user_id, "t": self.issued}
+        return {"c": self.csrf, "u": self.user_id, "t": self.issued, "v": self.version}
 
 
 def _serializer(request: Request) -> URLSafeTimedSerializer:
@@ -76,17 +82,19 @@ def read_session(request: Request) -> PageSession | None:
         return None
     if not isinstance(data, dict) or not isinstance(data.get("c"), str):
         return None
-    user_id = data.get("u")
+    user_id, version = data.get("u"), data.get("v")
+    if not isinstance(user_id, int) or not isinstance(version, int):
+        user_id = version = None  # anonymous, or a cookie from before token versions
     return PageSession(
-        csrf=data["c"],
-        user_id=user_id if isinstance(user_id, int) else None,
-        issued=float(data.get("t") or 0.0),
+        csrf=data["c"], user_id=user_id, issued=float(data.get("t") or 0.0), version=version
     )
 
 
-def new_session(user_id: int | None = None) -> PageSession:
-    """A fresh session with a new CSRF token."""
-    return PageSession(csrf=secrets.token_urlsafe(32), user_id=user_id, issued=time.time())
+def new_session(user_id: int | None = None, version: int | None = None) -> PageSession:
+    """A fresh session with a new CSRF token (for `user_id` at token `version`)."""
+    return PageSession(
+        csrf=secrets.token_urlsafe(32), user_id=user_id, issued=time.time(), version=version
+    )
 
 
 def write_session(request: Request, response: Response, page_session: PageSession) -> None:
@@ -98,7 +106,7 @@ def write_session(request: Request, response: Response, page_session: PageSessio
         path="/",
         httponly=True,
         samesite="lax",
-        secure=request.url.scheme == "https",
+        secure=is_https(request),
     )
 
 
@@ -109,7 +117,7 @@ def clear_session(request: Request, response: Response) -> None:
         path="/",
         httponly=True,
         samesite="lax",
-        secure=request.url.scheme == "https",
+        secure=is_https(request),
     )
 
 
@@ -148,5 +156,5 @@ def keep_lang(request: Request, response: Response) -> None:
             path="/",
             httponly=True,
             samesite="lax",
-            secure=request.url.scheme == "https",
+            secure=is_https(request),
         )

@@ -1,7 +1,7 @@
-"""User accounts: create, log in, list, change password, deactivate.
+"""User accounts: create, log in, list, change password or role, deactivate, log out.
 
-Plain functions taking a session (no HTTP). Usernames are case-insensitive and stored in
-lower case. Role and scope must agree:
+Plain functions taking a session (no HTTP); the caller commits. Usernames are
+case-insensitive and stored in lower case. Role and scope must agree:
 
 | role          | school   | classes   | staff_role (default first)                          |
 |---------------|----------|-----------|-----------------------------------------------------|
@@ -9,6 +9,11 @@ lower case. Role and scope must agree:
 | school_admin  | required | none      | principal, homeroom_teacher, subject_teacher        |
 | teacher       | required | 1 or more | homeroom_teacher, subject_teacher                   |
 | researcher    | none     | none      | researcher                                          |
+
+Every token and page session carries the user's `token_version`; `get_viewer` refuses
+one whose version is not the user's current one. A password change, a role change,
+deactivation and logout (`end_sessions`) raise the version, which ends every token and
+session of that user at once.
 
 Nothing here logs passwords or hashes; log lines name the user id and role only.
 """
@@ -18,15 +23,17 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import cache
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import select
+from sqlalchemy import Row, Select, select, update
 from sqlalchemy.orm import Session
 
 from serving.auth import (
     InvalidCredentials,
+    InvalidToken,
     Viewer,
     hash_password,
     password_needs_rehash,
@@ -113,6 +120,7 @@ def _viewer(user: User) -> Viewer:
         school_id=user.school_id,
         class_ids=frozenset(c.class_id for c in user.classes),
         staff_role=user.staff_role,
+        token_version=user.token_version,
     )
 
 
@@ -212,37 +220,76 @@ def authenticate(session: Session, username: str, password: str) -> Viewer:
 
     Unknown users, wrong passwords and deactivated accounts fail the same way and take
     about as long (a dummy hash is verified when the user is unknown). A hash made with
-    older parameters is upgraded in the session (the caller commits).
+    older parameters is upgraded in the session (the caller commits). This holds the
+    session's connection while it hashes: the service's login goes through
+    `serving.services.logins`, which reads with `find_login` and hashes without one.
     """
-    user = _find(session, username) if USERNAME_PATTERN.fullmatch(username or "") else None
-    if user is None:
+    found = find_login(session, username)
+    if found is None:
         verify_password(password, _dummy_hash())
         raise InvalidCredentials()
-    if not verify_password(password, user.password_hash) or not user.active:
+    if not verify_password(password, found.password_hash) or not found.viewer:
         raise InvalidCredentials()
-    if password_needs_rehash(user.password_hash):
-        user.password_hash = hash_password(password)
-        session.flush()
-    return _viewer(user)
+    if password_needs_rehash(found.password_hash):
+        store_rehash(session, found.viewer.user_id, found.password_hash, hash_password(password))
+    return found.viewer
 
 
-def get_viewer(session: Session, user_id: int) -> Viewer:
-    """The viewer for a token's user id; `InvalidCredentials` if gone or deactivated.
+class LoginRecord(BaseModel):
+    """What a login needs of a user: the hash, and the viewer if the account is active."""
 
-    Every authenticated request asks this, so it is one plain query (the user joined to
-    their classes), not an ORM load of the user and then of their classes."""
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    user_id: int
+    password_hash: str
+    viewer: Viewer | None
+
+
+def find_login(session: Session, username: str) -> LoginRecord | None:
+    """The stored hash and viewer of `username` (None if unknown or not a valid name).
+
+    One plain query, like `get_viewer`; the caller can end its transaction before hashing.
+    """
+    if not USERNAME_PATTERN.fullmatch(username or ""):
+        return None
+    rows = session.execute(
+        _viewer_query().add_columns(User.__table__.c.password_hash)
+        .where(User.__table__.c.username == username.lower())
+    ).all()  # fmt: skip
+    if not rows:
+        return None
+    first = rows[0]
+    return LoginRecord(
+        user_id=first.id,
+        password_hash=first.password_hash,
+        viewer=_viewer_of(rows) if first.active else None,
+    )
+
+
+def dummy_hash() -> str:
+    """A hash no password matches in practice: verified for unknown users, so that an
+    unknown username takes as long to refuse as a wrong password."""
+    return _dummy_hash()
+
+
+def store_rehash(session: Session, user_id: int, old_hash: str, new_hash: str) -> None:
+    """Replace a hash made with older parameters, unless the password changed meanwhile."""
+    session.execute(
+        update(User)
+        .where(User.id == user_id, User.password_hash == old_hash)
+        .values(password_hash=new_hash)
+    )
+
+
+def _viewer_query() -> Select[Any]:
     users, classes = User.__table__.c, UserClass.__table__.c
-    query = (
-        select(
-            users.id, users.username, users.role, users.school_id, users.staff_role,
-            users.active, classes.class_id,
-        )
-        .outerjoin(UserClass.__table__, classes.user_id == users.id)
-        .where(users.id == user_id)
-    )  # fmt: skip
-    rows = session.execute(query).all()
-    if not rows or not rows[0].active:
-        raise InvalidCredentials("This account no longer exists or was deactivated.")
+    return select(
+        users.id, users.username, users.role, users.school_id, users.staff_role,
+        users.active, users.token_version, classes.class_id,
+    ).outerjoin(UserClass.__table__, classes.user_id == users.id)  # fmt: skip
+
+
+def _viewer_of(rows: Sequence[Row[Any]]) -> Viewer:
     first = rows[0]
     return Viewer(
         user_id=first.id,
@@ -251,7 +298,23 @@ def get_viewer(session: Session, user_id: int) -> Viewer:
         school_id=first.school_id,
         class_ids=frozenset(r.class_id for r in rows if r.class_id is not None),
         staff_role=first.staff_role,
+        token_version=first.token_version,
     )
+
+
+def get_viewer(session: Session, user_id: int, token_version: int | None = None) -> Viewer:
+    """The viewer for a token's user id; `InvalidCredentials` if gone or deactivated,
+    `InvalidToken` if `token_version` is given and is not the user's current one (the
+    user logged out or changed password since the token was issued).
+
+    Every authenticated request asks this, so it is one plain query (the user joined to
+    their classes), not an ORM load of the user and then of their classes."""
+    rows = session.execute(_viewer_query().where(User.__table__.c.id == user_id)).all()
+    if not rows or not rows[0].active:
+        raise InvalidCredentials("This account no longer exists or was deactivated.")
+    if token_version is not None and token_version != rows[0].token_version:
+        raise InvalidToken()
+    return _viewer_of(rows)
 
 
 def get_user(session: Session, username: str) -> UserRow:
@@ -271,13 +334,19 @@ def list_users(
     return [_row(user) for user in session.scalars(query)]
 
 
-def set_password(session: Session, username: str, password: str) -> None:
-    """Replace a user's password."""
+def _bump(user: User) -> None:
+    user.token_version = (user.token_version or 0) + 1
+
+
+def set_password(session: Session, username: str, password: str) -> UserRow:
+    """Replace a user's password; every token and page session of theirs ends."""
     check_password(password)
     user = _get(session, username)
     user.password_hash = hash_password(password)
+    _bump(user)
     session.flush()
     logger.info("password changed for user %d", user.id)
+    return _row(user)
 
 
 def set_classes(session: Session, username: str, class_ids: Iterable[str]) -> UserRow:
@@ -291,10 +360,59 @@ def set_classes(session: Session, username: str, class_ids: Iterable[str]) -> Us
     return _row(user)
 
 
-def deactivate(session: Session, username: str) -> UserRow:
-    """Stop a user from logging in (their records and audit entries stay)."""
+def set_role(
+    session: Session,
+    username: str,
+    role: str,
+    school_id: str | None = None,
+    class_ids: Iterable[str] = (),
+    staff_role: str | None = None,
+) -> UserRow:
+    """Give a user another role and the scope it needs (checked as for `add_user`).
+
+    The new scope replaces the old one entirely (school, classes, staff role); every
+    token and page session of the user ends, so they log in again under the new role.
+    """
     user = _get(session, username)
+    classes = tuple(dict.fromkeys(class_ids))
+    staff = _check_scope(role, school_id, classes, staff_role)
+    user.role = role
+    user.school_id = school_id or None
+    user.staff_role = staff
+    user.classes = [UserClass(class_id=c) for c in classes]
+    _bump(user)
+    session.flush()
+    logger.info("user %d now has role %s", user.id, role)
+    return _row(user)
+
+
+def deactivate(session: Session, username: str) -> UserRow:
+    """Stop a user from logging in and end their tokens and page sessions (their records
+    and audit entries stay). `InvalidUser` if already deactivated."""
+    user = _get(session, username)
+    if not user.active:
+        raise InvalidUser("That user is already deactivated.", field="username")
     user.active = False
+    _bump(user)
     session.flush()
     logger.info("deactivated user %d", user.id)
     return _row(user)
+
+
+def reactivate(session: Session, username: str) -> UserRow:
+    """Let a deactivated user log in again (with a password set by `set_password`)."""
+    user = _get(session, username)
+    if user.active:
+        raise InvalidUser("That user is active already.", field="username")
+    user.active = True
+    session.flush()
+    logger.info("reactivated user %d", user.id)
+    return _row(user)
+
+
+def end_sessions(session: Session, user_id: int) -> None:
+    """Log a user out everywhere: every token and page session issued so far ends."""
+    session.execute(
+        update(User).where(User.id == user_id).values(token_version=User.token_version + 1)
+    )
+    logger.info("ended the sessions of user %d", user_id)

@@ -122,6 +122,9 @@ class User(Base):
     school_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Carried by every token and page session; raised on logout, password change, role
+    # change and deactivation, so every token and session issued before ends at once.
+    token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     classes: Mapped[list[UserClass]] = relationship(
         cascade="all, delete-orphan", order_by="UserClass.class_id", lazy="selectin"
@@ -137,6 +140,21 @@ class UserClass(Base):
         ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
     )
     class_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+
+
+class LoginAttempt(Base):
+    """Login attempts counted in a fixed window, per (username, address) and per address.
+
+    `key` is a SHA-256 of the scope (`serving.services.logins`), so neither a username
+    typed by mistake (sometimes a password) nor an address is stored in the clear. In the
+    database rather than in memory, so a restart or a second worker keeps the counts.
+    """
+
+    __tablename__ = "login_attempts"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window_start: Mapped[dt.datetime] = mapped_column(index=True)
+    attempts: Mapped[int] = mapped_column(Integer)
 
 
 class ScoreRun(Base):

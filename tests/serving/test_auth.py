@@ -65,6 +65,16 @@ def test_a_token_round_trips_user_and_role() -> None:
     assert abs(claims.expires_at - (now + dt.timedelta(minutes=30))) < dt.timedelta(seconds=1)
 
 
+def test_a_token_carries_the_users_token_version() -> None:
+    raised = Viewer(user_id=3, username="li", role="teacher", school_id="A", token_version=7)
+    assert decode_access_token(create_access_token(raised, SECRET, 30), SECRET).version == 7
+    assert decode_access_token(create_access_token(TEACHER_A1, SECRET, 30), SECRET).version == 0
+    base = {"sub": "3", "role": "teacher", "exp": 9999999999}
+    for payload in (base, {**base, "ver": "7"}, {**base, "ver": True}, {**base, "ver": None}):
+        with pytest.raises(InvalidToken):
+            decode_access_token(jwt.encode(payload, SECRET, algorithm="HS256"), SECRET)
+
+
 def test_an_expired_token_is_refused() -> None:
     issued = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=481)
     token = create_access_token(TEACHER_A1, SECRET, 480, now=issued)

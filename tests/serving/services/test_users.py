@@ -6,7 +6,7 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import select
 
-from serving.auth import InvalidCredentials, Viewer, verify_password
+from serving.auth import InvalidCredentials, InvalidToken, Viewer, verify_password
 from serving.services import users
 from serving.services.users import InvalidUser, UsernameTaken, UserNotFound
 from serving.storage.tables import User
@@ -167,3 +167,94 @@ def test_an_old_weak_hash_is_upgraded_at_login(db_sessions) -> None:
     with db_sessions() as session:
         upgraded = session.get(User, added.id).password_hash
     assert upgraded != weak and verify_password(PASSWORD, upgraded)
+
+
+# -- what `baoxue users passwd/deactivate/list/set-role` call (issue 21, item 7) ----------
+
+
+def version_of(db_sessions, username: str) -> int:
+    with db_sessions() as session:
+        return session.scalar(select(User.token_version).where(User.username == username))
+
+
+def test_a_password_change_ends_the_users_tokens_and_sessions(db_sessions) -> None:
+    # Before: a token (480 minutes) and the page cookie outlived a password change.
+    with db_sessions.begin() as session:
+        added = users.add_user(session, "li.teacher", PASSWORD, "teacher", "A", ["A-1"])
+        before = users.get_viewer(session, added.id, 0)
+        assert before.token_version == 0
+        assert users.set_password(session, "li.teacher", "a new password").username == (
+            "li.teacher"
+        )
+    with db_sessions() as session:
+        with pytest.raises(InvalidToken):
+            users.get_viewer(session, added.id, before.token_version)
+        assert users.get_viewer(session, added.id, 1).token_version == 1
+        assert users.get_viewer(session, added.id).user_id == added.id  # no version asked
+    with db_sessions.begin() as session, pytest.raises(UserNotFound):
+        users.set_password(session, "nobody", "a new password")
+
+
+def test_end_sessions_raises_the_version_once_per_call(db_sessions) -> None:
+    with db_sessions.begin() as session:
+        added = users.add_user(session, "county", PASSWORD, "county_admin")
+        users.end_sessions(session, added.id)
+        users.end_sessions(session, added.id)
+    assert version_of(db_sessions, "county") == 2
+
+
+def test_set_role_checks_the_new_scope_and_ends_the_old_tokens(db_sessions) -> None:
+    with db_sessions.begin() as session:
+        users.add_user(session, "li.teacher", PASSWORD, "teacher", "A", ["A-1"])
+        promoted = users.set_role(session, "li.teacher", "school_admin", school_id="A")
+        assert (promoted.role, promoted.school_id, promoted.class_ids) == ("school_admin", "A", ())
+        assert promoted.staff_role == "principal"
+    assert version_of(db_sessions, "li.teacher") == 1
+    bad = [
+        ({"role": "teacher", "school_id": "A"}, "class_ids", "at least one class"),
+        ({"role": "county_admin", "school_id": "A"}, "school_id", "takes no school"),
+        ({"role": "overlord"}, "role", "must be one of"),
+        ({"role": "school_admin", "school_id": "A", "staff_role": "county"}, "staff_role", ""),
+    ]
+    for kwargs, field, message in bad:
+        with db_sessions.begin() as session, pytest.raises(InvalidUser, match=message) as caught:
+            users.set_role(session, "li.teacher", **kwargs)
+        assert caught.value.field == field
+    with db_sessions() as session:
+        assert users.get_user(session, "li.teacher").role == "school_admin"  # unchanged
+    with db_sessions.begin() as session, pytest.raises(UserNotFound):
+        users.set_role(session, "nobody", "researcher")
+
+
+def test_deactivate_ends_the_tokens_and_says_when_already_done(db_sessions) -> None:
+    with db_sessions.begin() as session:
+        added = users.add_user(session, "li.teacher", PASSWORD, "teacher", "A", ["A-1"])
+        users.deactivate(session, "li.teacher")
+    with db_sessions.begin() as session:
+        with pytest.raises(InvalidUser, match="already deactivated"):
+            users.deactivate(session, "li.teacher")
+        with pytest.raises(InvalidCredentials):
+            users.authenticate(session, "li.teacher", PASSWORD)
+        with pytest.raises(InvalidCredentials):
+            users.get_viewer(session, added.id, 1)
+        assert users.find_login(session, "li.teacher").viewer is None
+    with db_sessions.begin() as session:
+        assert users.reactivate(session, "li.teacher").active is True
+        with pytest.raises(InvalidUser, match="active already"):
+            users.reactivate(session, "li.teacher")
+    with db_sessions() as session:
+        assert users.authenticate(session, "li.teacher", PASSWORD).token_version == 1
+
+
+def test_list_users_names_scope_and_state_without_hashes(db_sessions) -> None:
+    with db_sessions.begin() as session:
+        users.add_user(session, "li.teacher", PASSWORD, "teacher", "A", ["A-2", "A-1"])
+        users.add_user(session, "county", PASSWORD, "county_admin")
+        users.deactivate(session, "county")
+    with db_sessions() as session:
+        listed = users.list_users(session, include_inactive=True)
+    assert [(u.username, u.role, u.class_ids, u.active) for u in listed] == [
+        ("county", "county_admin", (), False),
+        ("li.teacher", "teacher", ("A-1", "A-2"), True),
+    ]
+    assert "password_hash" not in listed[0].model_dump()
