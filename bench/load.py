@@ -14,12 +14,22 @@ then loop for `--seconds`, each as the admin of one school, mixing:
 and prints p50/p99 latency per kind, requests per second and errors. Afterwards it
 counts the intervention rows in the database: every visit answered 201 must be there.
 Not a CI test (it takes minutes); exits 1 on any error or lost write.
+
+    python bench/load.py --scenario login-flood [--flood 100 200] [--seconds 12]
+
+The login flood (issue 21): a server with one account and no model; for each `--flood`
+size N, N concurrent clients (from `--flood-addresses` loopback addresses 127.0.k.x, not
+the legitimate client's 127.0.0.1) post unknown usernames to `POST /v1/auth/token` in a
+loop for `--seconds`, while the legitimate user logs in once a second. Prints the
+legitimate logins' latency and answers and the flood's answers by status; exits 1 on any
+500, on a legitimate login that fails, or on one slower than `--bound` seconds.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import datetime as dt
 import os
 import random
@@ -215,28 +225,177 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
-def wait_until_up(base: str, server: subprocess.Popen[bytes], timeout: float = 180) -> None:
+def wait_until_up(
+    base: str, server: subprocess.Popen[bytes], timeout: float = 180, path: str = "/health"
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise RuntimeError(f"the server stopped (exit {server.returncode})")
         try:
-            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+            if httpx.get(f"{base}{path}", timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    raise RuntimeError("the server did not answer /health in time")
+    raise RuntimeError(f"the server did not answer {path} in time")
+
+
+def start_server(
+    home: Path, env: dict[str, str], port: int, log: Any = subprocess.DEVNULL
+) -> subprocess.Popen[bytes]:
+    """`baoxue serve` on loopback `port`, in a subprocess (its log to `log`)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "serving.cli", "serve", "--port", str(port)],
+        env=env,
+        cwd=home,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+
+
+# -- the login flood ----------------------------------------------------------------------
+
+LEGIT_USER = "legit_teacher"
+
+
+def prepare_login(home: Path) -> dict[str, str]:
+    """A migrated database with one teacher account; the environment for `baoxue serve`."""
+    from serving.app import add_user_from_cli
+    from serving.settings import DatabaseSettings, PathSettings, ServingSettings, Settings
+
+    settings = Settings(
+        paths=PathSettings(home=home),
+        db=DatabaseSettings(url=f"sqlite:///{home / 'baoxue.db'}"),
+        serving=ServingSettings(secret_key=SECRET),
+    )
+    add_user_from_cli(settings, LEGIT_USER, PASSWORD, "teacher", "S1", ["S1-C1"])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BAOXUE_")}
+    env |= {
+        "BAOXUE_PATHS__HOME": str(home),
+        "BAOXUE_DB__URL": settings.database_url,
+        "BAOXUE_MLFLOW__TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
+        "BAOXUE_SERVING__SECRET_KEY": SECRET,
+    }
+    return env
+
+
+async def flood_loop(client: httpx.AsyncClient, seed: int, until: float, answers: Any) -> None:
+    rng = random.Random(seed)
+    while time.perf_counter() < until:
+        data = {"username": f"ghost{rng.randrange(10**9)}", "password": "guess-123456"}
+        try:
+            answer = await client.post("/v1/auth/token", data=data)
+            answers[str(answer.status_code)] += 1
+        except httpx.HTTPError as error:
+            answers[type(error).__name__] += 1
+
+
+async def legit_loop(base: str, until: float, legit: list[tuple[float, str]]) -> None:
+    async with httpx.AsyncClient(base_url=base, timeout=120) as client:
+        await asyncio.sleep(1.0)  # let the flood build up first
+        while time.perf_counter() < until:
+            started = time.perf_counter()
+            try:
+                answer = await client.post(
+                    "/v1/auth/token", data={"username": LEGIT_USER, "password": PASSWORD}
+                )
+                outcome = str(answer.status_code)
+            except httpx.HTTPError as error:
+                outcome = type(error).__name__
+            elapsed = time.perf_counter() - started
+            legit.append((elapsed, outcome))
+            await asyncio.sleep(max(0.0, 1.0 - elapsed))
+
+
+async def login_flood(
+    port: int, size: int, seconds: float, addresses: list[str]
+) -> tuple[list[tuple[float, str]], dict[str, int]]:
+    """`size` clients flood from `addresses` while the legitimate user logs in."""
+    base = f"http://127.0.0.1:{port}"
+    answers: dict[str, int] = collections.Counter()
+    legit: list[tuple[float, str]] = []
+    per_address = -(-size // len(addresses))
+    clients = [
+        httpx.AsyncClient(
+            base_url=base,
+            timeout=120,
+            transport=httpx.AsyncHTTPTransport(local_address=address),
+            limits=httpx.Limits(max_connections=per_address),
+        )
+        for address in addresses
+    ]
+    until = time.perf_counter() + seconds
+    try:
+        await asyncio.gather(
+            legit_loop(base, until, legit),
+            *(flood_loop(clients[i % len(clients)], i, until, answers) for i in range(size)),
+        )
+    finally:
+        for client in clients:
+            await client.aclose()
+    return legit, dict(answers)
+
+
+def run_login_flood(args: argparse.Namespace) -> int:
+    failed = False
+    with tempfile.TemporaryDirectory(prefix="baoxue-login-") as tmp:
+        home = Path(tmp)
+        env = prepare_login(home)
+        log = (home / "server.log").open("wb")
+        server = start_server(home, env, args.port, log)
+        try:
+            # No model is loaded, so /health answers 503: wait for the login page.
+            wait_until_up(f"http://127.0.0.1:{args.port}", server, path="/login")
+            for round_no, size in enumerate(args.flood, start=1):
+                # A fresh block of addresses per round, so one round's lock-outs do not
+                # carry into the next.
+                addresses = [
+                    f"127.{round_no}.{k // 250}.{k % 250 + 2}" for k in range(args.flood_addresses)
+                ]
+                legit, answers = asyncio.run(login_flood(args.port, size, args.seconds, addresses))
+                times = [t for t, _ in legit]
+                outcomes = collections.Counter(o for _, o in legit)
+                print(
+                    f"flood of {size} concurrent bogus logins from {len(addresses)} address(es) "
+                    f"for {args.seconds:.0f} s: flood answers {dict(sorted(answers.items()))}"
+                )
+                print(
+                    f"  legitimate login: {len(times)} tries, answers {dict(outcomes)}, "
+                    f"p50 {1000 * percentile(times, 50):.0f} ms, max {1000 * max(times):.0f} ms"
+                )
+                failed |= "500" in answers or set(outcomes) != {"200"}
+                failed |= max(times) > args.bound
+        finally:
+            server.terminate()
+            server.wait(30)
+            log.close()
+        errors = collections.Counter(
+            line.partition("unhandled")[2].strip()
+            for line in (home / "server.log").read_text(errors="replace").splitlines()
+            if "unhandled" in line
+        )
+    for line, count in errors.items():
+        print(f"  server log: {count} x unhandled {line}")
+    return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--scenario", choices=["mixed", "login-flood"], default="mixed")
+    parser.add_argument("--flood", type=int, nargs="+", default=[100, 200])
+    parser.add_argument("--flood-addresses", type=int, default=1)
+    parser.add_argument("--bound", type=float, default=1.0)
+    parser.add_argument("--seconds", type=float, help="default 60; login-flood 12")
     parser.add_argument("--users", type=int, default=16)
     parser.add_argument("--students", type=int, default=1500)
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
+    if args.seconds is None:
+        args.seconds = 12.0 if args.scenario == "login-flood" else 60.0
+    if args.scenario == "login-flood":
+        return run_login_flood(args)
     with tempfile.TemporaryDirectory(prefix="baoxue-load-") as tmp:
         home = Path(tmp)
         started = time.perf_counter()
@@ -244,13 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"prepared {len(schools)} schools in {time.perf_counter() - started:.0f} s")
         before = count_interventions(env["BAOXUE_DB__URL"])
         base = f"http://127.0.0.1:{args.port}"
-        server = subprocess.Popen(
-            [sys.executable, "-m", "serving.cli", "serve", "--port", str(args.port)],
-            env=env,
-            cwd=home,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        server = start_server(home, env, args.port)
         try:
             wait_until_up(base, server)
             result = asyncio.run(drive(base, schools, args.users, args.seconds))
