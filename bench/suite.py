@@ -475,7 +475,7 @@ class Workbench:
     def stored_week(self) -> int:
         """The week's scores saved in the service database (as the weekly batch stores
         them; the list files are not written). Returns how many."""
-        from serving.services.weekly_lists import list_order_key, weekly_rows
+        from serving.services.weekly_lists import ranks_in_school, weekly_rows
         from serving.storage import queries
         from serving.storage.db import make_engine, session_factory
 
@@ -483,17 +483,7 @@ class Workbench:
         if self.weekly is None:
             self.weekly = weekly_scoring(self.loaded, self.snapshot)
         scored, tiers = self.weekly
-        ranks: dict[str, int] = {}
-        by_school: dict[str, list[Any]] = {}
-        for s in scored:
-            by_school.setdefault(s.school_id, []).append(s)
-        for students in by_school.values():
-            students.sort(
-                key=lambda s: list_order_key(
-                    s.ladder.level if s.ladder else 0, s.risk_score, s.student_id
-                )
-            )
-            ranks.update({s.student_id: i for i, s in enumerate(students, start=1)})
+        ranks = ranks_in_school(scored)
         engine = make_engine(f"sqlite:///{self.home / 'baoxue.db'}")
         t0 = time.perf_counter()
         try:
@@ -609,25 +599,12 @@ def bench_snapshot(wb: Workbench, profile: Profiles, repeat: int) -> list[Row]:
 
 
 def weekly_scoring(loaded: Any, snapshot: pd.DataFrame, capacity_share: float = 0.05) -> Any:
-    """What `weekly_lists.score_week` does after the snapshot: score everyone, tier each
-    school, then explain those the lists show."""
-    from serving.services.scoring import score_snapshot
-    from serving.services.weekly_lists import assign_tiers, on_list, school_capacity
+    """What the weekly batch does after the snapshot (`weekly_lists.score_schools`):
+    score everyone, tier each school, then explain those the lists show."""
+    from serving.services.weekly_lists import score_schools
 
-    first = score_snapshot(loaded, snapshot, explain=False)
-    by_school: dict[str, list[tuple[str, float]]] = {}
-    for s in first:
-        by_school.setdefault(s.school_id, []).append((s.student_id, s.risk_score))
-    tiers: dict[str, str] = {}
-    for students in by_school.values():
-        places = school_capacity(len(students), capacity=None, capacity_share=capacity_share)
-        tiers.update(assign_tiers(students, places))
-    shown = {
-        s.student_id
-        for s in first
-        if on_list(tiers[s.student_id], s.ladder.level if s.ladder else 0)
-    }
-    return score_snapshot(loaded, snapshot, explain=shown), tiers
+    week = score_schools(loaded, snapshot, capacity=None, capacity_share=capacity_share)
+    return week.students, week.tiers
 
 
 def bench_weekly(wb: Workbench, profile: Profiles, repeat: int) -> list[Row]:
