@@ -20,6 +20,8 @@ from serving.storage.tables import FEEDBACK_KINDS
 Id = Annotated[str, Field(min_length=1, max_length=64)]
 Cell = str | int | float | bool | None
 Rows = Annotated[list[dict[str, Cell]], Field(max_length=2_000_000)]
+# the four tables every export needs: at least one row each (an empty one is refused)
+SomeRows = Annotated[list[dict[str, Cell]], Field(min_length=1, max_length=2_000_000)]
 
 _OUT = ConfigDict(frozen=True)
 _IN = ConfigDict(extra="forbid")
@@ -61,10 +63,10 @@ class ScoreTablesIn(BaseModel):
 
     model_config = _IN
 
-    schools: Rows
-    calendar: Rows
-    students: Rows
-    enrolments: Rows
+    schools: SomeRows
+    calendar: SomeRows
+    students: SomeRows
+    enrolments: SomeRows
     attendance: Rows = []
     grades: Rows = []
     status_events: Rows = []
