@@ -164,6 +164,11 @@ def test_baoxue_retrain_on_dask_decides_on_the_in_memory_rows(
     ) as handle:
         decision = json.load(handle)
     assert decision["champion_version"] == "1" and decision["alias"] == alias
+    # which model wins is not fixed (a lightgbm.dask challenger), but the decision is: it
+    # follows from the two precisions@k on the same rows and the fairness gate
+    wins = metrics["precision_at_k.challenger"] > metrics["precision_at_k.champion"]
+    assert decision["promote"] is (wins and not decision["fairness_blocks"])
+    assert alias == (track.CHAMPION if decision["promote"] else track.CHALLENGER)
     assert decision["reasons"][-1] in result.output
 
 
