@@ -114,6 +114,7 @@ API_VISIT = VISIT  # the role comes from the account (issue 21 item 8)
 ROUTES: dict[tuple[str, str], tuple[str, Call | None]] = {
     # the JSON API
     ("POST", "/v1/auth/token"): ("open", None),
+    ("POST", "/v1/auth/logout"): ("open", None),  # any logged-in user, for their own tokens
     ("GET", "/health"): ("open", None),
     ("GET", "/v1/model"): ("open", None),
     ("POST", "/v1/admin/reload"): ("county", _api("POST", "/v1/admin/reload")),
