@@ -748,6 +748,48 @@ def users_deactivate(
     run_guarded(lambda: typer.echo(f"deactivated {deactivate(settings, username).username}"))
 
 
+@users_app.command("reactivate")
+def users_reactivate(
+    username: Annotated[str, typer.Argument(help="Login name.")],
+) -> None:
+    """Let a deactivated user log in again."""
+    from serving.jobs.users import reactivate
+
+    settings = _settings()
+    run_guarded(lambda: typer.echo(f"reactivated {reactivate(settings, username).username}"))
+
+
+@users_app.command("set-role")
+def users_set_role(
+    username: Annotated[str, typer.Argument(help="Login name.")],
+    role: Annotated[
+        str,
+        typer.Option("--role", help="county_admin, school_admin, teacher or researcher."),
+    ],
+    school: Annotated[
+        str | None, typer.Option("--school", help="School id (school_admin, teacher).")
+    ] = None,
+    classes: Annotated[
+        list[str] | None, typer.Option("--class", help="Class id of a teacher; repeat for more.")
+    ] = None,
+    staff_role: Annotated[
+        str | None,
+        typer.Option("--staff-role", help="homeroom_teacher, subject_teacher, principal, county."),
+    ] = None,
+) -> None:
+    """Give a user another role and scope (the old one is replaced); they log in again."""
+    from serving.jobs.users import set_role
+
+    settings = _settings()
+
+    def body() -> None:
+        user = set_role(settings, username, role, school, classes or (), staff_role)
+        scope = user.school_id or "all schools"
+        typer.echo(f"{user.username} is now {user.role} ({scope})")
+
+    run_guarded(body)
+
+
 @users_app.command("list")
 def users_list(
     school: Annotated[str | None, typer.Option("--school", help="Only this school's.")] = None,

@@ -47,13 +47,44 @@ def set_password(settings: Settings, username: str, password: str) -> None:
 
 def deactivate(settings: Settings, username: str) -> UserRow:
     """Stop a user from logging in (their records stay)."""
-    from serving.services.users import UserNotFound
+    from serving.services.users import InvalidUser, UserNotFound
     from serving.services.users import deactivate as stop
 
     try:
         with session_scope(settings) as session:
             return stop(session, username)
-    except UserNotFound as exc:
+    except (InvalidUser, UserNotFound) as exc:
+        raise JobFailed(str(exc)) from exc
+
+
+def reactivate(settings: Settings, username: str) -> UserRow:
+    """Let a deactivated user log in again."""
+    from serving.services.users import InvalidUser, UserNotFound
+    from serving.services.users import reactivate as start
+
+    try:
+        with session_scope(settings) as session:
+            return start(session, username)
+    except (InvalidUser, UserNotFound) as exc:
+        raise JobFailed(str(exc)) from exc
+
+
+def set_role(
+    settings: Settings,
+    username: str,
+    role: str,
+    school_id: str | None = None,
+    class_ids: Iterable[str] = (),
+    staff_role: str | None = None,
+) -> UserRow:
+    """Give a user another role and scope (replacing the old one); their sessions end."""
+    from serving.services.users import InvalidUser, UserNotFound
+    from serving.services.users import set_role as change
+
+    try:
+        with session_scope(settings) as session:
+            return change(session, username, role, school_id, class_ids, staff_role)
+    except (InvalidUser, UserNotFound) as exc:
         raise JobFailed(str(exc)) from exc
 
 

@@ -256,7 +256,7 @@ def test_drift_flags_a_school_that_stops_recording_absences(tmp_path, home):
     assert (home / "drift" / "2025-06-23" / "report.md").read_text(encoding="utf-8").count(school)
 
 
-def test_users_passwd_deactivate_and_list(tmp_path, monkeypatch):
+def test_users_passwd_deactivate_reactivate_set_role_and_list(tmp_path, monkeypatch):
     monkeypatch.setenv("BAOXUE_PATHS__HOME", str(tmp_path / "svc"))
     get_settings.cache_clear()
     try:
@@ -282,5 +282,32 @@ def test_users_passwd_deactivate_and_list(tmp_path, monkeypatch):
         assert everyone[1].endswith("inactive")
         only_s1 = runner.invoke(app, ["users", "list", "--school", "S1"]).output
         assert "wang.f" in only_s1 and "S2" not in only_s1
+
+        assert runner.invoke(app, ["users", "deactivate", "zhao.m"]).exit_code == 1
+        assert runner.invoke(app, ["users", "reactivate", "zhao.m"]).exit_code == 0
+        assert "zhao.m" in runner.invoke(app, ["users", "list"]).output
+
+        result = runner.invoke(
+            app,
+            [
+                "users",
+                "set-role",
+                "zhao.m",
+                "--role",
+                "teacher",
+                "--school",
+                "S2",
+                "--class",
+                "C1",
+                "--staff-role",
+                "homeroom_teacher",
+            ],
+        )
+        assert result.exit_code == 0 and "zhao.m is now teacher (S2)" in result.output
+        listed = runner.invoke(app, ["users", "list", "--school", "S2"]).output.split()
+        assert listed[:4] == ["zhao.m", "teacher", "S2", "C1"]
+        result = runner.invoke(app, ["users", "set-role", "zhao.m", "--role", "teacher"])
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert "zhao.m is now" not in result.output
     finally:
         get_settings.cache_clear()
