@@ -14,6 +14,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+# The scoring contract's output columns (`models.risk_model.RiskModel.score`), here so that
+# serving can read them without importing the model (and MLflow with it).
+N_REASONS = 3
+PASS_THROUGH = ("student_id", "as_of", "school_id", "class_id")  # copied from the snapshot
+CONTRIBUTION_PREFIX = "contribution:"  # a reason group's summed SHAP value, per row
+# reason_<k>_<column>: (column, `models.explain.Reason` attribute, value when absent)
+REASON_FIELDS: tuple[tuple[str, str, float | None], ...] = (
+    ("group", "group", None),
+    ("code", "reason_code", None),
+    ("feature", "feature", None),
+    ("value", "value", float("nan")),
+    ("contribution", "contribution", float("nan")),
+)
+
 
 class ContractMismatch(ValueError):
     """A snapshot does not match the model's feature contract."""

@@ -26,7 +26,13 @@ import pandas as pd
 from mlflow.pyfunc.model import PythonModel
 
 from models.calibration import Calibrator
-from models.contract import FeatureContract
+from models.contract import (
+    CONTRIBUTION_PREFIX,
+    N_REASONS,
+    PASS_THROUGH,
+    REASON_FIELDS,
+    FeatureContract,
+)
 from models.explain import (
     contributions,
     group_contributions,
@@ -37,17 +43,6 @@ from models.explain import (
 ARTIFACT_BOOSTER = "booster"
 ARTIFACT_CALIBRATION = "calibration"
 ARTIFACT_CONTRACT = "contract"
-N_REASONS = 3
-PASS_THROUGH = ("student_id", "as_of", "school_id", "class_id")
-CONTRIBUTION_PREFIX = "contribution:"  # a reason group's summed SHAP value, per row
-# reason_<k>_<column>: (column, `models.explain.Reason` attribute, value when absent)
-REASON_FIELDS: tuple[tuple[str, str, float | None], ...] = (
-    ("group", "group", None),
-    ("code", "reason_code", None),
-    ("feature", "feature", None),
-    ("value", "value", np.nan),
-    ("contribution", "contribution", np.nan),
-)
 
 
 class RiskModel(PythonModel):

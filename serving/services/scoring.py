@@ -26,9 +26,9 @@ import pandas as pd
 from features.catalog import CATALOG_VERSION, render_reason
 from features.snapshot import build_snapshot
 from features.tables import RawTables
+from models.contract import CONTRIBUTION_PREFIX, N_REASONS, REASON_FIELDS
 from models.explain import Reason
 from models.reasons import Action, LadderAlert, ladder_alert, reason_values, suggest_actions
-from models.risk_model import CONTRIBUTION_PREFIX, N_REASONS, REASON_FIELDS
 from serving.registry import LoadedModel, NoChampionModel
 
 logger = logging.getLogger(__name__)

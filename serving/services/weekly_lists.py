@@ -42,9 +42,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from features.catalog import CATALOG_VERSION
 from features.snapshot import build_snapshot
 from features.tables import RawTables
+from models.contract import PASS_THROUGH
 from models.explain import Reason as ModelReason
 from models.reasons import Action, LadderAlert, ladder_alert, reason_values, suggest_actions
-from models.risk_model import PASS_THROUGH
 from serving.registry import LoadedModel
 from serving.services import list_files
 from serving.services.cases import sync_cases
