@@ -10,6 +10,7 @@ from serving.app import RedactStudentPaths, create_app, redact_path
 
 ROUTES = {
     ("post", "/v1/auth/token"),
+    ("post", "/v1/auth/logout"),
     ("post", "/v1/score"),
     ("get", "/v1/lists/{school_id}"),
     ("get", "/v1/students/{student_id}"),
@@ -127,6 +128,10 @@ def test_openapi_documents_every_route_with_request_and_response_models(client):
     assert documented == ROUTES
     for path, method in ((p, m) for m, p in ROUTES):
         operation = spec["paths"][path][method]
+        if path == "/v1/auth/logout":  # no body either way: 204 No Content
+            assert "204" in operation["responses"] and "requestBody" not in operation
+            assert "ErrorOut" in str(operation["responses"])
+            continue
         ok = "201" if path.endswith(("interventions", "feedback")) else "200"
         assert "$ref" in str(operation["responses"][ok]["content"]["application/json"]["schema"])
         if method == "post" and path != "/v1/admin/reload":

@@ -286,7 +286,6 @@ def test_two_clients_recording_visits_at_once_lose_nothing(api, viewers) -> None
             body = {
                 "date": "2024-03-12",
                 "kind": "phone_call",
-                "by_role": "homeroom_teacher",
                 "outcome": "contacted",
                 "note": f"call {who} {i}",
             }
