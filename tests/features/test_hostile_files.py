@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from features.sources import load_export
-from features.tables import REQUIRED_TABLES
-from features.validation import InputTableError
+from features.sources import load_export, read_raw_table
+from features.tables import COLUMNS, REQUIRED_TABLES
+from features.validation import InputTableError, parse_table
 from serving.cli import app
 from serving.settings import get_settings
 from tests.features.export_factory import write_valid_export
@@ -124,7 +124,18 @@ def test_a_truncated_csv_is_named_or_imported(valid_csv, tmp_path, name, cut) ->
     elif kept.endswith(b"\n") and _records(path):  # whole rows: a valid table, fewer rows
         assert_named_or_read_as_written(folder, name, valid_csv, blamed=False)
     else:  # a row cut in two: named, unless its cells still make a valid row
-        assert_named_or_read_as_written(folder, name, valid_csv, blamed=True)
+        blamed = None if _cells_still_valid(path, name) else True
+        assert_named_or_read_as_written(folder, name, valid_csv, blamed=blamed)
+
+
+def _cells_still_valid(path: Path, name: str) -> bool:
+    """Every cell of the cut file still reads as its column's type ("2024-09-1" is a date:
+    a calendar cut there is a shorter valid table, and what it breaks is in other files)."""
+    read = read_raw_table(path)
+    if read.frame is None or read.findings:
+        return False
+    present = [c for c in COLUMNS[name] if c in read.frame.columns]
+    return not parse_table(name, read.frame[present], path.name).findings
 
 
 @pytest.mark.parametrize("name", ["attendance", "grades", "status_events"])
