@@ -110,10 +110,10 @@ def fit_calibrator(
     early, late = idx[:half], idx[half:]
     scores: dict[str, float] = {}
     if len(np.unique(y[early])) == 2 and len(np.unique(y[late])) == 2:
-        for method in ("isotonic", "sigmoid"):
-            candidate = _fit_method(model, X.iloc[early], y[early], method)
+        for name in ("isotonic", "sigmoid"):
+            candidate = _fit_method(model, X.iloc[early], y[early], name)
             raw = model_margin(model, X.iloc[late])
-            scores[method] = float(brier_score_loss(y[late], candidate.apply(raw)))
+            scores[name] = float(brier_score_loss(y[late], candidate.apply(raw)))
         best = min(scores, key=lambda m: scores[m])
     else:
         best = "sigmoid"
