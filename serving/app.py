@@ -41,7 +41,7 @@ from serving.registry import ModelHolder, NoChampionModel
 from serving.services.logins import guard_from_settings
 from serving.services.users import UserRow, add_user
 from serving.settings import Settings
-from serving.storage.db import init_db, make_engine, session_factory
+from serving.storage.db import init_db, make_engine, session_factory, session_scope
 
 logger = logging.getLogger(__name__)
 
@@ -278,10 +278,5 @@ def add_user_from_cli(
 ) -> UserRow:
     """Create a user in the service database (migrating it first); `InvalidUser` explains
     what disagrees. Returns the stored user (no password hash)."""
-    init_db(settings.database_url)
-    engine = make_engine(settings.database_url)
-    try:
-        with session_factory(engine).begin() as session:
-            return add_user(session, username, password, role, school_id, class_ids, staff_role)
-    finally:
-        engine.dispose()
+    with session_scope(settings) as session:
+        return add_user(session, username, password, role, school_id, class_ids, staff_role)
